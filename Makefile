@@ -1,0 +1,43 @@
+# alertbridge: `make run` and `make test` work on a fresh clone with only Python >= 3.11.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/alertbridge.yaml
+
+.PHONY: run test lint typecheck bench storm clean check-python
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "alertbridge needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+
+$(BIN)/python: | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Runtime install (make run) and dev install (make test) are stamped separately.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/alertbridge serve --config $(CONFIG)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check bridge sources sinks correlators tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy bridge sources sinks correlators
+
+# Load benchmark (not part of `make test`): see tests/bench/README.md.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.bench.loadgen --help >/dev/null
+	$(BIN)/python -m pytest -m slow tests/bench -s
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .hypothesis

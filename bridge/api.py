@@ -1,0 +1,177 @@
+"""The REST API under /api/v1: incidents, alerts, dead letters, and its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from bridge.errors import NotFound, PayloadInvalid
+from bridge.keys import RUNTIME
+from bridge.model import AlertStatus, IncidentStatus, format_time
+from bridge.openapi import openapi_document
+from bridge.store.base import Delivery
+
+__all__ = ["add_routes"]
+
+PREFIX = "/api/v1"
+_MAX_LIMIT = 1000
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/incidents", list_incidents)
+    r.add_get(f"{PREFIX}/incidents/{{id}}", get_incident)
+    r.add_post(f"{PREFIX}/incidents/{{id}}/acknowledge", acknowledge)
+    r.add_post(f"{PREFIX}/incidents/{{id}}/resolve", resolve)
+    r.add_get(f"{PREFIX}/alerts", list_alerts)
+    r.add_get(f"{PREFIX}/dead-letters", list_dead_letters)
+    r.add_post(f"{PREFIX}/dead-letters/{{id}}/retry", retry_dead_letter)
+    r.add_get(f"{PREFIX}/openapi.json", openapi)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    return (_int_param(request, "limit", 100, 1, _MAX_LIMIT), _int_param(request, "offset", 0, 0, 10**9))
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise PayloadInvalid(name, "must be an integer") from None
+    if not low <= value <= high:
+        raise PayloadInvalid(name, f"must be between {low} and {high}")
+    return value
+
+
+def _enum_param(request: web.Request, name: str, allowed: list[str]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in allowed:
+        raise PayloadInvalid(name, f"must be one of {', '.join(allowed)}")
+    return raw
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    status = _enum_param(request, "status", [s.value for s in IncidentStatus])
+    priorities = sorted({row for m in runtime.settings.priority.matrix.values() for row in m.values()})
+    priority = _enum_param(request, "priority", priorities)
+    pool = request.query.get("pool")
+    limit, offset = _page(request)
+    views = [
+        v for v in runtime.engine.views()
+        if (status is None or v.status.value == status)
+        and (priority is None or v.priority == priority)
+        and (pool is None or v.pool == pool)
+    ]
+    views.sort(key=lambda v: (v.opened_at, v.id), reverse=True)
+    items = []
+    for view in views[offset:offset + limit]:
+        item = view.to_dict()
+        del item["alerts"]
+        items.append(item)
+    return _json({"total": len(views), "limit": limit, "offset": offset, "items": items})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].incident_detail(request.match_info["id"]))
+
+
+async def _actor(request: web.Request) -> str:
+    if not request.can_read_body:
+        return "api"
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise PayloadInvalid("body", "must be a JSON object like {\"by\": \"alice\"}") from None
+    if not isinstance(body, dict):
+        raise PayloadInvalid("body", "must be a JSON object")
+    unknown = set(body) - {"by"}
+    if unknown:
+        raise PayloadInvalid(sorted(unknown)[0], "unknown field (only 'by' is accepted)")
+    by = body.get("by", "api")
+    if not isinstance(by, str) or not by.strip() or len(by) > 200:
+        raise PayloadInvalid("by", "must be a non-empty string of at most 200 characters")
+    return by.strip()
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    by = await _actor(request)
+    return _json(await request.app[RUNTIME].acknowledge(request.match_info["id"], by))
+
+
+async def resolve(request: web.Request) -> web.Response:
+    by = await _actor(request)
+    return _json(await request.app[RUNTIME].resolve(request.match_info["id"], by))
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    status = _enum_param(request, "status", [s.value for s in AlertStatus])
+    source = request.query.get("source")
+    limit, offset = _page(request)
+    series = [
+        s for s in runtime.engine.series.values()
+        if (status is None or s.alert.status.value == status) and (source is None or s.alert.source == source)
+    ]
+    series.sort(key=lambda s: (s.alert.starts_at, s.alert.identity), reverse=True)
+    items = []
+    for s in series[offset:offset + limit]:
+        item = s.alert.to_dict()
+        item["incidents"] = list(s.incidents)
+        items.append(item)
+    return _json({"total": len(series), "limit": limit, "offset": offset, "items": items})
+
+
+def _delivery_dict(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "idempotency_key": d.idempotency_key,
+        "sink": d.sink,
+        "incident_id": d.incident_id,
+        "revision": d.revision,
+        "kind": d.kind,
+        "state": d.state.value if hasattr(d.state, "value") else d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "created_at": format_time(d.created_at),
+        "updated_at": format_time(d.updated_at),
+    }
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    limit, offset = _page(request)
+    assert runtime.store is not None
+    dead = await runtime.store.dead_letters(limit, offset)
+    return _json({"limit": limit, "offset": offset, "items": [_delivery_dict(d) for d in dead]})
+
+
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise PayloadInvalid("id", "must be a delivery id (an integer)")
+    assert runtime.store is not None
+    delivery = await runtime.store.get_delivery(int(raw))
+    if delivery is None:
+        raise NotFound(f"no delivery {raw}")
+    if not await runtime.store.retry_dead(int(raw), runtime.now()):
+        raise PayloadInvalid("id", f"delivery {raw} is {delivery.state}, not dead", status=409)
+    if runtime.dispatcher is not None:
+        runtime.dispatcher.wake()
+    updated = await runtime.store.get_delivery(int(raw))
+    assert updated is not None
+    return _json(_delivery_dict(updated))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(request.app))

@@ -1,0 +1,179 @@
+"""The `alertbridge` command: serve, check-config, replay.
+
+Exit codes: 0 success, 2 invalid config or input (every problem printed), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bridge import __version__
+from bridge.errors import ConfigError
+from bridge.settings import DEFAULT_CONFIG_PATH, load_settings
+
+__all__ = ["main"]
+
+ENV_CONFIG = "ALERTBRIDGE_CONFIG"
+ENV_LISTEN = "ALERTBRIDGE_LISTEN"
+ENV_DATA_DIR = "ALERTBRIDGE_DATA_DIR"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except ConfigError as err:
+        print("invalid configuration:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alertbridge", description="Observability-to-incident event bridge.")
+    parser.add_argument("--version", action="version", version=f"alertbridge {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the bridge (embedded mode: SQLite in the data directory)")
+    serve.add_argument("--config", type=Path, help=f"YAML config (env {ENV_CONFIG}; default {DEFAULT_CONFIG_PATH})")
+    serve.add_argument("--listen", help=f"HOST:PORT (env {ENV_LISTEN}; overrides server.listen)")
+    serve.add_argument("--data-dir", type=Path, help=f"data directory (env {ENV_DATA_DIR}; overrides server.data_dir)")
+    serve.set_defaults(run=_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file; print every problem")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_check_config)
+
+    replay = sub.add_parser("replay", help="run a recorded stream through the engine, write incident events")
+    replay.add_argument("stream", type=Path, help="JSON lines {at, source, body} (.gz ok)")
+    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--out", type=Path, required=True, help="events JSON lines ('-' for stdout; .gz ok)")
+    replay.add_argument("--strict", action="store_true", help="stop at the first line that cannot be replayed")
+    replay.add_argument("--start", default="0",
+                        help="epoch seconds or RFC 3339 time that numeric 'at' values count from (default 0)")
+    replay.add_argument("--drain", default=None,
+                        help="after the last line, advance the clock this long (default: the longest group_wait)")
+    replay.set_defaults(run=_replay)
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file)
+    print(f"{args.file}: ok ({len(settings.sources)} sources, {len(settings.sinks)} sinks, "
+          f"{len(settings.routes)} routes)")
+    return 0
+
+
+def _effective_settings(args: argparse.Namespace) -> Any:
+    path = args.config or Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH)
+    settings = load_settings(path)
+    server: dict[str, Any] = {}
+    listen = args.listen or os.environ.get(ENV_LISTEN)
+    if listen:
+        server["listen"] = listen
+    data_dir = args.data_dir or os.environ.get(ENV_DATA_DIR)
+    if data_dir:
+        server["data_dir"] = Path(data_dir)
+    if server:
+        raw = settings.model_dump(by_alias=True, mode="python")
+        raw["server"].update(server)
+        from bridge.settings import settings_model
+
+        settings = settings_model().model_validate(raw)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bridge.log import configure_logging
+
+    settings = _effective_settings(args)
+    configure_logging(settings.logging.level, settings.logging.format)
+    return asyncio.run(_serve_async(settings))
+
+
+async def _serve_async(settings: Any) -> int:
+    from aiohttp import web
+
+    from bridge.app import create_app
+
+    host, _, port = settings.server.listen.rpartition(":")
+    host = host.strip("[]")
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, int(port), backlog=1024, reuse_address=True)
+    await site.start()
+    base = settings.server.public_url or f"http://{settings.server.listen}"
+    print(f"alertbridge {__version__} listening on {base}", flush=True)
+    for source in settings.sources:
+        paths = [f"/v1/sources/{source.name}"]
+        from bridge.plugins import SOURCES
+
+        paths += list(SOURCES[source.type].compat_paths)
+        print(f"  POST {source.type} webhooks to: " + ", ".join(base + p for p in paths), flush=True)
+    print(f"  incidents: {base}/api/v1/incidents   metrics: {base}/metrics", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("alertbridge stopping", flush=True)
+    await runner.cleanup()
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bridge.model import parse_time
+    from bridge.replay import ReplayError, open_binary, replay, stream_lines
+    from bridge.wiring import build_engine, build_sources
+
+    settings = load_settings(args.config)
+    try:
+        start = float(args.start)
+    except ValueError:
+        parsed_start = parse_time(args.start)
+        if parsed_start is None:
+            print(f"--start: {args.start!r} is not a time", file=sys.stderr)
+            return 2
+        start = parsed_start
+    if args.drain is not None:
+        from bridge.settings import parse_duration
+
+        drain = parse_duration(args.drain)
+    else:
+        drain = max((r.group_wait for r in settings.routes), default=0.0)
+    engine = build_engine(settings)
+    sources = build_sources(settings)
+    out = sys.stdout.buffer if str(args.out) == "-" else open_binary(args.out, "wb")
+    try:
+        with open_binary(args.stream, "rb") as handle:
+            summary = replay(stream_lines(handle), engine, sources,
+                             lambda event: out.write(orjson.dumps(event) + b"\n"),
+                             start=start, strict=args.strict, drain=drain)
+    except ReplayError as err:
+        print(f"replay stopped (--strict): {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{args.stream}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(summary.render(), file=sys.stderr)
+    return 0
+

@@ -1,0 +1,367 @@
+"""The correlation engine: a deterministic function of (config, ordered alerts, clock).
+
+No I/O, no wall clock, no sleeping. Time enters as `now` on every call; timers (group wait, group
+interval, alert expiry, reopen window) fire from `advance(now)`, each at its own due time, so the
+result does not depend on how often `advance` is called. Live mode, replay and tests drive the same
+code.
+
+Flow for each alert of `submit(alerts, now)`:
+
+    merge with what we know of the series -> stages (dedup, ...) -> transition -> route -> group
+
+An alert that fires for the first time (or again after resolving) is routed; for each route it
+takes, it joins the open incident of its group or starts one, which waits `group_wait` before it
+opens and pages (alerts that resolve within it never page: counted as transient). Changes to an
+open incident are coalesced and notified at most once per `group_interval`; acknowledge and resolve
+are notified at once. An incident resolves when all its alerts have resolved; a re-fire within
+`reopen_window` of that reopens it, a later one opens a new incident.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from bridge.incidents import Incident, incident_id
+from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView
+from bridge.plugins import Stage, StageContext, VerdictKind
+from bridge.priority import PriorityPolicy
+from bridge.routing import Route, select_routes
+
+__all__ = ["Engine", "EngineConfig", "EngineStats"]
+
+_GROUP_WAIT = 0
+_FLUSH = 1
+_EXPIRE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    routes: Sequence[Route]
+    priority: PriorityPolicy
+    stages: Sequence[Stage]
+
+
+@dataclass(slots=True)
+class _Series:
+    alert: Alert
+    incidents: list[str] = field(default_factory=list)
+    expiry_scheduled: float | None = None
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters the metrics layer reads at scrape time (the engine never touches metrics itself)."""
+
+    received: Counter[str] = field(default_factory=Counter)  # by source
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, reason)
+    transient: int = 0
+    unrouted: int = 0
+    opened: Counter[str] = field(default_factory=Counter)  # by priority
+    resolved: int = 0
+    reopened: int = 0
+
+
+class Engine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.series: dict[str, _Series] = {}
+        self.incidents: dict[str, Incident] = {}
+        self._open_groups: dict[str, str] = {}  # group key -> id of its unresolved incident
+        self._last_resolved: dict[str, str] = {}  # group key -> id of its last resolved incident
+        self._timers: list[tuple[float, int, int, str]] = []  # (due, seq, kind, ref)
+        self._timer_seq = 0
+        self._serial = 0
+        self._routes = {route.name: route for route in config.routes}
+        self.now = 0.0
+        self.stats = EngineStats()
+
+    # ------------------------------------------------------------------------------------ inputs
+
+    def submit(self, alerts: Iterable[Alert], now: float) -> list[Action]:
+        """Apply alerts received at `now` (after firing every timer due by then)."""
+        actions = self.advance(now)
+        touched: dict[str, Incident] = {}
+        for alert in alerts:
+            self._ingest(alert, now, actions, touched)
+        for incident in touched.values():
+            self._after_change(incident, now, actions)
+        return actions
+
+    def advance(self, now: float) -> list[Action]:
+        """Fire every timer due at or before `now`, in due-time order, each at its own time."""
+        actions: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, kind, ref = heapq.heappop(timers)
+            self.now = max(self.now, due)
+            if kind == _EXPIRE:
+                self._expire(ref, due, actions)
+            elif kind == _GROUP_WAIT:
+                incident = self.incidents.get(ref)
+                if incident is not None and not incident.opened and incident.status is not IncidentStatus.RESOLVED:
+                    self._open(incident, due, actions)
+            elif kind == _FLUSH:
+                incident = self.incidents.get(ref)
+                if incident is not None and incident.flush_due == due:
+                    incident.flush_due = None
+                    self._notify_update(incident, due, actions)
+        self.now = max(self.now, now)
+        return actions
+
+    def acknowledge(self, incident_id_: str, by: str, now: float) -> list[Action]:
+        actions = self.advance(now)
+        incident = self.incidents.get(incident_id_)
+        if incident is None or not incident.opened or incident.status is not IncidentStatus.TRIGGERED:
+            return actions
+        incident.status = IncidentStatus.ACKNOWLEDGED
+        incident.acknowledged_by = by
+        incident.record(now, "acknowledged", by, "acknowledged by a person")
+        self._emit(incident, ActionKind.ACKNOWLEDGE, now, f"acknowledged by {by}", actions)
+        return actions
+
+    def acknowledge_alerts(self, identities: Iterable[str], by: str, now: float) -> list[Action]:
+        """Acknowledge the incidents holding these alert series (PagerDuty `acknowledge` events)."""
+        actions = self.advance(now)
+        for identity in identities:
+            series = self.series.get(identity)
+            for inc_id in series.incidents if series else ():
+                actions.extend(self.acknowledge(inc_id, by, now))
+        return actions
+
+    def resolve(self, incident_id_: str, by: str, now: float) -> list[Action]:
+        """Resolve an incident by hand. Its alerts stay known; only a new firing re-opens it."""
+        actions = self.advance(now)
+        incident = self.incidents.get(incident_id_)
+        if incident is None or not incident.opened or incident.status is IncidentStatus.RESOLVED:
+            return actions
+        for identity in incident.alerts:
+            series = self.series.get(identity)
+            if series is not None and incident.id in series.incidents:
+                series.incidents.remove(incident.id)
+        incident.record(now, "resolved", by, "resolved by hand")
+        self._close(incident, now, f"resolved by {by}", actions)
+        return actions
+
+    # ----------------------------------------------------------------------------------- queries
+
+    def views(self) -> list[IncidentView]:
+        return [i.view() for i in self.incidents.values() if i.opened]
+
+    def get(self, incident_id_: str) -> Incident | None:
+        incident = self.incidents.get(incident_id_)
+        return incident if incident is not None and incident.opened else None
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _ingest(self, alert: Alert, now: float, actions: list[Action], touched: dict[str, Incident]) -> None:
+        self.stats.received[alert.source] += 1
+        identity = alert.identity
+        series = self.series.get(identity)
+        prev = series.alert if series is not None else None
+        if alert.status is AlertStatus.RESOLVED:
+            if prev is None:
+                self.stats.dropped[("engine", "resolve_unknown")] += 1
+                return
+            if prev.status is AlertStatus.FIRING and (not alert.summary or alert.key == prev.key):
+                # a bare resolve (PagerDuty) or the resolve of the same episode: keep what we knew
+                alert = replace(prev, status=AlertStatus.RESOLVED, ends_at=alert.ends_at or now)
+        ctx = StageContext(now, prev)
+        for stage in self.config.stages:
+            verdict = stage.process(alert, ctx)
+            if verdict.kind is VerdictKind.DROP:
+                self.stats.dropped[(stage.type_name, verdict.reason)] += 1
+                if series is not None and alert.status is AlertStatus.FIRING:
+                    series.alert = alert  # a repeat still refreshes the expiry
+                    self._schedule_expiry(series)
+                return
+            if verdict.alert is not None:
+                alert = verdict.alert
+        if series is None:
+            series = self.series[identity] = _Series(alert)
+        else:
+            series.alert = alert
+        if alert.status is AlertStatus.FIRING:
+            self._schedule_expiry(series)
+            if prev is None or prev.status is AlertStatus.RESOLVED:
+                self._route(series, now, touched)
+                return
+        for inc_id in series.incidents:
+            incident = self.incidents.get(inc_id)
+            if incident is not None:
+                incident.alerts[identity] = alert
+                touched[inc_id] = incident
+        if alert.status is AlertStatus.RESOLVED:
+            series.incidents.clear()
+
+    def _route(self, series: _Series, now: float, touched: dict[str, Incident]) -> None:
+        alert = series.alert
+        routes = select_routes(self.config.routes, alert)
+        if not routes:
+            self.stats.unrouted += 1
+            self.stats.dropped[("routing", "no_route")] += 1
+            return
+        series.incidents = []
+        for route in routes:
+            labels = route.group_labels(alert)
+            key = route.group_key(labels)
+            incident = self._incident_for(route, key, labels, now)
+            if alert.identity not in incident.alerts:
+                incident.record(now, "alert added", f"route:{route.name}",
+                                f"matched route {route.name}, group {key}", alert=alert.key)
+            incident.alerts[alert.identity] = alert
+            series.incidents.append(incident.id)
+            touched[incident.id] = incident
+
+    def _incident_for(self, route: Route, key: str, labels: dict[str, str], now: float) -> Incident:
+        open_id = self._open_groups.get(key)
+        if open_id is not None:
+            return self.incidents[open_id]
+        last_id = self._last_resolved.get(key)
+        if last_id is not None:
+            last = self.incidents[last_id]
+            if last.resolved_at is not None and now - last.resolved_at <= route.reopen_window:
+                last.status = IncidentStatus.TRIGGERED
+                last.resolved_at = None
+                last.acknowledged_by = None
+                last.record(now, "reopened", f"route:{route.name}",
+                            f"fired again within reopen_window {route.reopen_window:g}s")
+                self.stats.reopened += 1
+                del self._last_resolved[key]
+                self._open_groups[key] = last.id
+                last.flush_due = None
+                last.reopening = True  # pages again, as an open, once this batch is applied
+                return last
+        self._serial += 1
+        incident = Incident(
+            id=incident_id(key, now, self._serial),
+            key=key,
+            route=route.name,
+            group_labels=labels,
+            sinks=route.sinks,
+            pool=route.pool,
+            created_at=now,
+            updated_at=now,
+        )
+        incident.record(now, "grouped", f"route:{route.name}",
+                        f"new group {key}; waiting group_wait {route.group_wait:g}s before paging",
+                        group_by=list(labels))
+        self.incidents[incident.id] = incident
+        self._open_groups[key] = incident.id
+        self._schedule(now + route.group_wait, _GROUP_WAIT, incident.id)
+        return incident
+
+    def _after_change(self, incident: Incident, now: float, actions: list[Action]) -> None:
+        """Settle an incident after a batch of alert changes: resolve, open now, or coalesce."""
+        incident.updated_at = now
+        if incident.firing_count() == 0:
+            if not incident.opened:
+                self.stats.transient += 1
+                incident.status = IncidentStatus.RESOLVED
+                incident.resolved_at = now
+                incident.record(now, "dropped", "engine", "all alerts resolved within group_wait: transient")
+                self._open_groups.pop(incident.key, None)
+                if incident.revision == 0:
+                    del self.incidents[incident.id]
+                return
+            if incident.status is not IncidentStatus.RESOLVED:
+                incident.record(now, "resolved", "engine", "all alerts resolved")
+                self._close(incident, now, "all alerts resolved", actions)
+            return
+        if not incident.opened:
+            if self._routes[incident.route].group_wait == 0:
+                self._open(incident, now, actions)
+            return
+        if incident.reopening:
+            incident.reopening = False
+            self._open(incident, now, actions)
+            return
+        self._reprioritise(incident, now)
+        incident.dirty = True
+        route = self._routes[incident.route]
+        due = incident.last_notified + route.group_interval
+        if due <= now:
+            self._notify_update(incident, now, actions)
+        elif incident.flush_due is None:
+            incident.flush_due = due
+            self._schedule(due, _FLUSH, incident.id)
+
+    def _open(self, incident: Incident, now: float, actions: list[Action]) -> None:
+        if incident.firing_count() == 0:
+            return
+        reopened = incident.opened
+        incident.opened = True
+        if not reopened:
+            incident.opened_at = now
+        incident.updated_at = now
+        self._reprioritise(incident, now)
+        self.stats.opened[incident.priority] += 1
+        reason = "re-opened" if reopened else "group_wait elapsed"
+        incident.record(now, "paged", "engine", f"{reason}; paging {', '.join(incident.sinks) or 'no sink'}",
+                        priority=incident.priority)
+        self._emit(incident, ActionKind.OPEN, now, reason, actions)
+
+    def _notify_update(self, incident: Incident, now: float, actions: list[Action]) -> None:
+        if not incident.dirty or not incident.opened or incident.status is IncidentStatus.RESOLVED:
+            return
+        self._emit(incident, ActionKind.UPDATE, now, f"{incident.firing_count()} alert(s) firing", actions)
+
+    def _close(self, incident: Incident, now: float, reason: str, actions: list[Action]) -> None:
+        incident.status = IncidentStatus.RESOLVED
+        incident.resolved_at = now
+        incident.flush_due = None
+        self.stats.resolved += 1
+        if self._open_groups.get(incident.key) == incident.id:
+            del self._open_groups[incident.key]
+        self._last_resolved[incident.key] = incident.id
+        self._emit(incident, ActionKind.RESOLVE, now, reason, actions)
+
+    def _emit(self, incident: Incident, kind: ActionKind, now: float, reason: str, actions: list[Action]) -> None:
+        incident.revision += 1
+        incident.updated_at = now
+        incident.last_notified = now
+        incident.dirty = False
+        actions.append(Action(kind, now, incident.view(), incident.sinks, reason))
+
+    def _reprioritise(self, incident: Incident, now: float) -> None:
+        result = self.config.priority.evaluate(incident.alerts.values())
+        if result.priority != incident.priority or not incident.priority_reason:
+            previous = incident.priority if incident.priority_reason else None
+            incident.priority = result.priority
+            incident.priority_reason = result.reason
+            incident.record(now, "priority", "priority", result.reason,
+                            priority=result.priority, previous=previous,
+                            impact=result.impact, urgency=result.urgency)
+
+    # ------------------------------------------------------------------------------------- timers
+
+    def _schedule(self, due: float, kind: int, ref: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (due, self._timer_seq, kind, ref))
+
+    def _schedule_expiry(self, series: _Series) -> None:
+        ends_at = series.alert.ends_at
+        if ends_at is None or series.alert.status is not AlertStatus.FIRING:
+            return
+        if series.expiry_scheduled is None or ends_at < series.expiry_scheduled:
+            series.expiry_scheduled = ends_at
+            self._schedule(ends_at, _EXPIRE, series.alert.identity)
+
+    def _expire(self, identity: str, due: float, actions: list[Action]) -> None:
+        series = self.series.get(identity)
+        if series is None or series.expiry_scheduled != due:
+            return
+        series.expiry_scheduled = None
+        alert = series.alert
+        if alert.status is not AlertStatus.FIRING or alert.ends_at is None:
+            return
+        if alert.ends_at > due:  # refreshed since: look again then
+            self._schedule_expiry(series)
+            return
+        resolved = replace(alert, status=AlertStatus.RESOLVED, ends_at=due)
+        touched: dict[str, Incident] = {}
+        self._ingest(resolved, due, actions, touched)
+        for incident in touched.values():
+            self._after_change(incident, due, actions)

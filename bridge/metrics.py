@@ -1,0 +1,103 @@
+"""Every metric alertbridge exposes, in one place: `alertbridge_<noun>_<unit>_total`.
+
+Counters the engine keeps (drops by stage and reason, incidents opened, transients) are read at
+scrape time by a collector, so the engine stays free of I/O and the hot path pays nothing for them.
+Each app has its own registry, so tests can run several apps in one process.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter as PCounter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.engine import Engine
+from bridge.model import IncidentStatus
+
+__all__ = ["Metrics"]
+
+disable_created_metrics()  # the *_created series only add noise to every scrape
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = PCounter("alertbridge_ingest_requests", "Webhook requests by source and outcome.",
+                                 ["source", "outcome"], registry=r)
+        self.rejected = PCounter("alertbridge_ingest_rejected", "Rejected webhook requests by source and reason.",
+                                 ["source", "reason"], registry=r)
+        self.alerts = PCounter("alertbridge_ingest_alerts", "Alerts accepted (journaled) by source.",
+                               ["source"], registry=r)
+        self.truncated = PCounter("alertbridge_ingest_truncated_alerts",
+                                  "Alerts the sender left out of a notification (Alertmanager truncatedAlerts).",
+                                  ["source"], registry=r)
+        self.ingest_latency = Histogram("alertbridge_ingest_latency_seconds",
+                                        "Time from request received to durable and applied.",
+                                        ["source"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.deliveries = PCounter("alertbridge_deliveries", "Delivery attempts by sink and outcome.",
+                                   ["sink", "outcome"], registry=r)
+        self.delivery_latency = Histogram("alertbridge_delivery_latency_seconds", "Duration of delivery attempts.",
+                                          ["sink"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.actions = PCounter("alertbridge_actions", "Actions the engine emitted, by kind.", ["kind"], registry=r)
+        self.journal_batch = Histogram("alertbridge_journal_batch_entries", "Entries per journal group commit.",
+                                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)
+
+    def record_delivery(self, sink: str, outcome: str, seconds: float) -> None:
+        self.deliveries.labels(sink, outcome).inc()
+        self.delivery_latency.labels(sink).observe(seconds)
+
+    def watch(self, engine: Engine, queue_depth: Callable[[], dict[str, int]]) -> None:
+        """Expose the engine's own counters and the outbox depth, read at scrape time."""
+        self.registry.register(_EngineCollector(engine, queue_depth))
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine, queue_depth: Callable[[], dict[str, int]]) -> None:
+        self.engine = engine
+        self.queue_depth = queue_depth
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.engine.stats
+        dropped = CounterMetricFamily("alertbridge_alerts_dropped", "Alerts dropped, by stage and reason.",
+                                      labels=["stage", "reason"])
+        for (stage, reason), n in sorted(stats.dropped.items()):
+            dropped.add_metric([stage, reason], n)
+        dropped.add_metric(["group_wait", "transient"], stats.transient)
+        yield dropped
+        received = CounterMetricFamily("alertbridge_alerts_processed", "Alerts the engine processed, by source.",
+                                       labels=["source"])
+        for source, n in sorted(stats.received.items()):
+            received.add_metric([source], n)
+        yield received
+        opened = CounterMetricFamily("alertbridge_incidents_opened", "Incidents opened (paged), by priority.",
+                                     labels=["priority"])
+        for priority, n in sorted(stats.opened.items()):
+            opened.add_metric([priority], n)
+        yield opened
+        yield CounterMetricFamily("alertbridge_incidents_resolved", "Incidents resolved.", value=stats.resolved)
+        yield CounterMetricFamily("alertbridge_incidents_reopened", "Incidents re-opened.", value=stats.reopened)
+        current: Counter[tuple[str, str]] = Counter()
+        for incident in self.engine.incidents.values():
+            if incident.opened and incident.status is not IncidentStatus.RESOLVED:
+                current[(incident.status.value, incident.priority)] += 1
+        gauge = GaugeMetricFamily("alertbridge_incidents", "Open incidents by status and priority.",
+                                  labels=["status", "priority"])
+        for (status, priority), n in sorted(current.items()):
+            gauge.add_metric([status, priority], n)
+        yield gauge
+        yield GaugeMetricFamily("alertbridge_alert_series", "Alert series the engine holds.",
+                                value=len(self.engine.series))
+        depth = GaugeMetricFamily("alertbridge_outbox_deliveries", "Outbox deliveries by state (queue depth).",
+                                  labels=["state"])
+        for state, n in sorted(self.queue_depth().items()):
+            depth.add_metric([state], n)
+        yield depth

@@ -1,0 +1,170 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json.
+
+Written by hand next to the routes it describes; a test checks that every route the app serves is
+documented here and that every documented operation is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["openapi_document"]
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    return out
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad input; the body names the field and the reason.", 401: "Missing or wrong credentials.",
+            404: "Not found.", 409: "Conflicts with the current state.", 413: "Body over the size limit.",
+            415: "Content-Type is not JSON.", 422: "Alertmanager-compatible validation error.",
+            503: "The store is unavailable; retry later (Retry-After)."}
+    return {str(c): _resp(text[c], _ERROR) for c in codes}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False
+           ) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+            "description": description}
+
+
+_LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size.")
+_OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip.")
+_ID = _param("id", "path", {"type": "string"}, "Incident id.")
+_ACTOR_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": False,
+    "properties": {"by": {"type": "string", "maxLength": 200, "description": "Who did it."}}}}}}
+
+_INGEST_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "description": "The monitoring tool's own webhook payload."}}}}
+
+
+def _ingest_op(summary: str, ok: str, codes: tuple[int, ...]) -> dict[str, Any]:
+    return {"post": {"summary": summary, "tags": ["ingest"], "requestBody": _INGEST_BODY,
+                     "responses": {ok: _resp("Accepted: journaled and applied."), **_errors(*codes)}}}
+
+
+_COMPAT: dict[str, dict[str, Any]] = {
+    "/api/v2/alerts": _ingest_op("Alertmanager API v2 compatible alert list (Prometheus can post here).",
+                                 "200", (400, 401, 413, 415, 422, 503)),
+    "/v2/enqueue": _ingest_op("PagerDuty Events API v2 compatible event.", "202", (400, 401, 413, 415, 503)),
+}
+
+_PATHS: dict[str, dict[str, Any]] = {
+    "/v1/sources/{name}": {"post": {
+        "summary": "Post a monitoring tool's webhook to the source configured under `name`.",
+        "tags": ["ingest"],
+        "parameters": [_param("name", "path", {"type": "string"}, "Source name from the config.")],
+        "requestBody": _INGEST_BODY,
+        "responses": {"200": _resp("Accepted: journaled and applied."),
+                      "202": _resp("Accepted (sources whose vendor answers 202)."),
+                      **_errors(400, 401, 404, 413, 415, 503)}}},
+    "/api/v1/incidents": {"get": {
+        "summary": "List incidents, newest first.", "tags": ["incidents"],
+        "parameters": [
+            _param("status", "query", {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
+                   "Only this status."),
+            _param("priority", "query", {"type": "string"}, "Only this priority (P1..P5)."),
+            _param("pool", "query", {"type": "string"}, "Only this resolver pool."),
+            _LIMIT, _OFFSET],
+        "responses": {"200": _resp("A page of incidents (without their alerts).",
+                                   {"$ref": "#/components/schemas/IncidentPage"}), **_errors(400)}}},
+    "/api/v1/incidents/{id}": {"get": {
+        "summary": "One incident with its alerts and timeline.", "tags": ["incidents"], "parameters": [_ID],
+        "responses": {"200": _resp("The incident.", {"$ref": "#/components/schemas/Incident"}),
+                      **_errors(404)}}},
+    "/api/v1/incidents/{id}/acknowledge": {"post": {
+        "summary": "Acknowledge an incident (reaches the sinks).", "tags": ["incidents"], "parameters": [_ID],
+        "requestBody": _ACTOR_BODY,
+        "responses": {"200": _resp("The incident after the acknowledge.",
+                                   {"$ref": "#/components/schemas/Incident"}), **_errors(400, 404, 409, 503)}}},
+    "/api/v1/incidents/{id}/resolve": {"post": {
+        "summary": "Resolve an incident by hand (reaches the sinks).", "tags": ["incidents"],
+        "parameters": [_ID], "requestBody": _ACTOR_BODY,
+        "responses": {"200": _resp("The incident after the resolve.",
+                                   {"$ref": "#/components/schemas/Incident"}), **_errors(400, 404, 503)}}},
+    "/api/v1/alerts": {"get": {
+        "summary": "List alert series the engine holds.", "tags": ["alerts"],
+        "parameters": [
+            _param("status", "query", {"type": "string", "enum": ["firing", "resolved"]}, "Only this status."),
+            _param("source", "query", {"type": "string"}, "Only this source."), _LIMIT, _OFFSET],
+        "responses": {"200": _resp("A page of alerts.", {"type": "object"}), **_errors(400)}}},
+    "/api/v1/dead-letters": {"get": {
+        "summary": "Deliveries that failed for good, newest first.", "tags": ["deliveries"],
+        "parameters": [_LIMIT, _OFFSET],
+        "responses": {"200": _resp("A page of dead letters.", {"type": "object"}), **_errors(400)}}},
+    "/api/v1/dead-letters/{id}/retry": {"post": {
+        "summary": "Put a dead letter back in the outbox, due now.", "tags": ["deliveries"],
+        "parameters": [_param("id", "path", {"type": "integer"}, "Delivery id.")],
+        "responses": {"200": _resp("The delivery, pending again.", {"type": "object"}),
+                      **_errors(400, 404, 409)}}},
+    "/api/v1/openapi.json": {"get": {"summary": "This document.", "tags": ["meta"],
+                                     "responses": {"200": _resp("OpenAPI 3.1 document.", {"type": "object"})}}},
+    "/healthz": {"get": {"summary": "Liveness.", "tags": ["meta"], "responses": {"200": _resp("Alive.")}}},
+    "/readyz": {"get": {"summary": "Readiness: the store is open and state is rebuilt.", "tags": ["meta"],
+                        "responses": {"200": _resp("Ready."), "503": _resp("Not ready.")}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics.", "tags": ["meta"],
+                         "responses": {"200": _resp("Prometheus text format.")}}},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string"}, "field": {"type": "string", "description": "Path of the bad field."},
+        "reason": {"type": "string"}}},
+    "Alert": {"type": "object", "properties": {
+        "source": {"type": "string"}, "fingerprint": {"type": "string"}, "key": {"type": "string"},
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "severity": {"type": "string", "enum": ["critical", "warning", "info", "none"]},
+        "summary": {"type": "string"}, "description": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "service": {"type": ["string", "null"]}, "resource": {"type": ["string", "null"]},
+        "starts_at": {"type": "number"}, "ends_at": {"type": ["number", "null"]},
+        "links": {"type": "array", "items": {"type": "object"}}}},
+    "TimelineEntry": {"type": "object", "properties": {
+        "at": {"type": "string", "format": "date-time"}, "event": {"type": "string"},
+        "by": {"type": "string", "description": "The stage, rule or person that did it."},
+        "reason": {"type": "string"}, "detail": {"type": "object"}}},
+    "Incident": {"type": "object", "properties": {
+        "id": {"type": "string"}, "key": {"type": "string"}, "route": {"type": "string"},
+        "status": {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
+        "priority": {"type": "string"}, "priority_reason": {"type": "string"},
+        "pool": {"type": ["string", "null"]}, "title": {"type": "string"}, "revision": {"type": "integer"},
+        "opened_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+        "acknowledged_by": {"type": ["string", "null"]},
+        "group_labels": {"type": "object"}, "alerts_firing": {"type": "integer"},
+        "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+        "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/TimelineEntry"}}}},
+    "IncidentPage": {"type": "object", "properties": {
+        "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}},
+}
+
+
+def openapi_document(app: web.Application | None = None) -> dict[str, Any]:
+    """The document for this app: the fixed routes plus the compatibility paths it mounts."""
+    from bridge import __version__
+
+    paths = dict(_PATHS)
+    if app is not None:
+        served = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+        paths.update({p: op for p, op in _COMPAT.items() if p in served})
+    else:
+        paths.update(_COMPAT)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "alertbridge", "version": __version__,
+                 "description": "Observability-to-incident event bridge."},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": _SCHEMAS},
+    }

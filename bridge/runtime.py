@@ -1,0 +1,197 @@
+"""The running bridge without HTTP: store, engine, sources, sinks, dispatcher and the clock.
+
+`Runtime.start()` opens the store, rebuilds the engine from the journal, and starts the dispatcher
+and the ticker (which advances the engine's timers on the wall clock). The HTTP layer and the tests
+call `ingest`, `acknowledge` and `resolve`; each journals first and returns once the input is
+durable and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge.dispatch.backoff import RetryPolicy
+from bridge.dispatch.embedded import EmbeddedDispatcher
+from bridge.engine import Engine
+from bridge.errors import NotFound, PayloadInvalid
+from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_WEBHOOK, Applier
+from bridge.log import get_logger
+from bridge.metrics import Metrics
+from bridge.model import Action, IncidentStatus
+from bridge.plugins import Parsed, Sink, Source
+from bridge.store.base import new_deliveries
+from bridge.store.sqlite import SQLiteStore
+from bridge.wiring import build_engine, build_sinks, build_sources
+
+__all__ = ["Conflict", "Runtime"]
+
+log = get_logger("alertbridge.runtime")
+
+
+class Conflict(PayloadInvalid):
+    """The request is valid but the incident's state does not allow it (409)."""
+
+    code = "conflict"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(field, reason, status=409)
+
+
+class Runtime:
+    def __init__(self, settings: Any, *, clock: Callable[[], float] = time.time,
+                 sinks: Mapping[str, Sink] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.engine: Engine = build_engine(settings)
+        self.sources: dict[str, Source] = build_sources(settings)
+        self.sinks: dict[str, Sink] = dict(sinks) if sinks is not None else build_sinks(settings)
+        self.applier = Applier(self.engine, self.sources, self._enqueue_actions)
+        self.store: SQLiteStore | None = None
+        self.dispatcher: EmbeddedDispatcher | None = None
+        self.ready = False
+        self.queue_depth: dict[str, int] = {}
+        self._last_at = 0.0
+        self._ticker: asyncio.Task[None] | None = None
+        self.metrics.watch(self.engine, lambda: self.queue_depth)
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        data_dir = self.settings.server.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(data_dir, on_commit=self.applier.apply_batch)
+        rebuilt = self._rebuild()
+        d = self.settings.dispatch
+        policy = RetryPolicy(initial=d.initial_backoff, max_delay=d.max_backoff,
+                             max_attempts=d.max_attempts, jitter=d.jitter)
+        self.dispatcher = EmbeddedDispatcher(self.store, self.sinks, clock=self.clock, policy=policy,
+                                             concurrency=d.concurrency,
+                                             metrics_hook=self.metrics.record_delivery)
+        await self.dispatcher.start()
+        self._ticker = asyncio.create_task(self._tick_loop(), name="alertbridge-ticker")
+        self.ready = True
+        log.info("bridge started", journal_entries=rebuilt, incidents=len(self.engine.views()),
+                 data_dir=str(data_dir))
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.store is not None:
+            await self.store.aclose()
+        for sink in self.sinks.values():
+            await sink.close()
+
+    def _rebuild(self) -> int:
+        """Replay the journal through the (fresh) engine; re-enqueue what it emits (idempotent)."""
+        assert self.store is not None
+        count = 0
+        for entry in self.store.entries():
+            actions = self.applier.apply(entry.kind, entry.source, entry.data, entry.at)
+            self._last_at = max(self._last_at, entry.at)
+            if actions:
+                self._enqueue_actions(actions, count_metrics=False)
+            count += 1
+        actions = self.engine.advance(self.now())
+        if actions:
+            self._enqueue_actions(actions)
+        return count
+
+    async def _tick_loop(self) -> None:
+        tick = self.settings.server.tick
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                actions = self.engine.advance(self.now())
+                if actions:
+                    self._enqueue_actions(actions)
+                assert self.store is not None
+                self.queue_depth = await self.store.counts()
+            except Exception:  # the ticker must survive anything; the error is logged once per tick
+                log.exception("tick failed")
+
+    def now(self) -> float:
+        """The wall clock, never going backwards (so journal times are ordered)."""
+        now = max(self.clock(), self._last_at)
+        self._last_at = now
+        return now
+
+    # ------------------------------------------------------------------------------------- inputs
+
+    def source(self, name: str) -> Source:
+        source = self.sources.get(name)
+        if source is None:
+            raise NotFound(f"no source named {name!r} is configured")
+        return source
+
+    async def ingest(self, source: Source, body: bytes, headers: Mapping[str, str]) -> Parsed:
+        """Parse, journal and apply one webhook body. Raises PayloadInvalid with nothing applied."""
+        now = self.now()
+        parsed = source.parse(body, headers, now)
+        data = {"body": body.decode("utf-8", errors="replace")}
+        self.applier.remember(source.name, now, data, parsed)
+        try:
+            assert self.store is not None
+            await self.store.append(ENTRY_WEBHOOK, source.name, data, now)
+        except BaseException:
+            self.applier.forget(source.name, now, data)
+            raise
+        self.metrics.alerts.labels(source.name).inc(len(parsed.alerts))
+        if parsed.truncated:
+            self.metrics.truncated.labels(source.name).inc(parsed.truncated)
+            log.warning("sender truncated alerts", source=source.name, truncated=parsed.truncated)
+        return parsed
+
+    async def acknowledge(self, incident_id: str, by: str) -> dict[str, Any]:
+        incident = self._incident(incident_id)
+        if incident.status is IncidentStatus.RESOLVED:
+            raise Conflict("status", "the incident is resolved")
+        if incident.status is IncidentStatus.TRIGGERED:
+            assert self.store is not None
+            await self.store.append(ENTRY_ACK, "api", {"incident": incident_id, "by": by}, self.now())
+        return self.incident_detail(incident_id)
+
+    async def resolve(self, incident_id: str, by: str) -> dict[str, Any]:
+        incident = self._incident(incident_id)
+        if incident.status is not IncidentStatus.RESOLVED:
+            assert self.store is not None
+            await self.store.append(ENTRY_RESOLVE, "api", {"incident": incident_id, "by": by}, self.now())
+        return self.incident_detail(incident_id)
+
+    # ------------------------------------------------------------------------------------ queries
+
+    def _incident(self, incident_id: str) -> Any:
+        incident = self.engine.get(incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id!r}")
+        return incident
+
+    def incident_detail(self, incident_id: str) -> dict[str, Any]:
+        incident = self._incident(incident_id)
+        body = incident.view().to_dict()
+        body["timeline"] = incident.timeline_dicts()
+        return body
+
+    # ------------------------------------------------------------------------------------ outputs
+
+    def _enqueue_actions(self, actions: list[Action], *, count_metrics: bool = True) -> None:
+        rows = [row for action in actions for row in new_deliveries(action)]
+        for action in actions:
+            if count_metrics:
+                self.metrics.actions.labels(action.kind.value).inc()
+            log.info("incident " + action.kind.value, incident=action.incident.id,
+                     revision=action.incident.revision, priority=action.incident.priority,
+                     reason=action.reason, sinks=list(action.sinks))
+        if rows and self.store is not None:
+            self.store.enqueue_nowait(rows, self.now())
+            if self.dispatcher is not None:
+                self.dispatcher.wake()

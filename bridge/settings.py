@@ -1,0 +1,289 @@
+"""The configuration schema: one YAML file, validated by pydantic, every error reported at once.
+
+`load_settings(path)` reads the YAML, interpolates `${ENV_VAR}` (and `${ENV_VAR:-default}`) in
+string values, validates, cross-checks references (route -> sink, unique names, matchers, paths)
+and raises `ConfigError` with every problem as `path: reason` (`sinks[1].url: ...`).
+
+Plugin sections (`sources`, `sinks`) are unions of the registered plugins' own config models,
+discriminated by `type`; adding a plugin never touches this file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from bridge.errors import ConfigError
+from bridge.model import Severity
+from bridge.plugins import SINKS, SOURCES
+from bridge.priority import ITIL_MATRIX, LEVELS
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "DispatchSettings",
+    "Duration",
+    "PrioritySettings",
+    "RouteSettings",
+    "ServerSettings",
+    "ServiceSettings",
+    "load_settings",
+    "parse_duration",
+    "settings_model",
+    "validate_settings",
+]
+
+DEFAULT_CONFIG_PATH = Path("config/alertbridge.yaml")
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`30s`, `5m`, `1h30m`, `250ms`, or a number of seconds -> seconds (float, >= 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 30s, 5m or 1h30m")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration like 30s, 5m or 1h30m")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for found in _DURATION_RE.finditer(text):
+        if found.start() != pos:
+            break
+        total += float(found.group(1)) * _UNITS[found.group(2)]
+        pos = found.end()
+    if pos != len(text) or not text:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)") from None
+        if number < 0:
+            raise ValueError("must not be negative")
+        return number
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Level = Annotated[str, Field(pattern="^(high|medium|low)$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ServerSettings(_Model):
+    listen: str = Field("127.0.0.1:9095", description="HOST:PORT to listen on.",
+                        pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    data_dir: Path = Field(Path("./data"), description="Directory for the journal, state and outbox (SQLite).")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted request body, in bytes.")
+    tick: Duration = Field(1.0, gt=0, le=60, description="How often the engine's timers are advanced.")
+    public_url: str | None = Field(None, description="Base URL people and tools reach this service at.")
+
+
+class LoggingSettings(_Model):
+    level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Minimum log level.")
+    format: str = Field("json", pattern="^(json|console)$", description="json lines, or human-readable.")
+
+
+class RouteSettings(_Model):
+    name: str = Field(description="Unique route name; part of every incident key it makes.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    matchers: list[str] = Field(default_factory=list,
+                                description='Alertmanager matchers (name=value, !=, =~, !~); all must match.')
+    sources: list[str] = Field(default_factory=list, description="Only alerts from these sources (empty: any).")
+    group_by: list[str] = Field(default_factory=list,
+                                description="Labels whose values make the group (['...'] = all labels).")
+    group_wait: Duration = Field(30.0, description="Wait before a new incident pages; alerts resolved by "
+                                                   "then never page (transient).")
+    group_interval: Duration = Field(300.0, description="Minimum time between update notifications.")
+    reopen_window: Duration = Field(300.0, description="A re-fire within this time of the resolve re-opens "
+                                                       "the incident instead of opening a new one.")
+    sinks: list[str] = Field(default_factory=list, description="Names of the sinks incidents are sent to.")
+    pool: str | None = Field(None, description="Resolver pool the incidents are assigned to.")
+    continue_: bool = Field(False, alias="continue",
+                            description="Keep evaluating later routes after this one matched.")
+
+
+class ServiceSettings(_Model):
+    name: str = Field(description="Service name, as alerts name it (the service label).")
+    criticality: int = Field(3, ge=1, le=5, description="Criticality tier: 1 is the most critical.")
+    owner: str | None = Field(None, description="Pool that owns the service.")
+    business_hours: bool = Field(False, description="Only needed during business hours.")
+
+
+class PrioritySettings(_Model):
+    urgency: dict[Severity, Level] = Field(
+        default_factory=lambda: {Severity.CRITICAL: "high", Severity.WARNING: "medium",
+                                 Severity.INFO: "low", Severity.NONE: "low"},
+        description="Severity -> urgency (high|medium|low).")
+    impact_by_tier: dict[int, Level] = Field(
+        default_factory=lambda: {1: "high", 2: "medium", 3: "low", 4: "low", 5: "low"},
+        description="Service criticality tier -> impact.")
+    default_impact: Level = Field("low", description="Impact of an alert whose service is not in the catalog.")
+    matrix: dict[Level, dict[Level, str]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in ITIL_MATRIX.items()},
+        description="impact -> urgency -> priority label (default: ITIL 3x3 to P1..P5).")
+
+
+class DispatchSettings(_Model):
+    initial_backoff: Duration = Field(1.0, gt=0, description="First retry delay.")
+    max_backoff: Duration = Field(300.0, gt=0, description="Longest retry delay.")
+    max_attempts: int = Field(8, ge=1, le=100, description="Attempts before a delivery is dead-lettered.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Random share added to or removed from each delay.")
+    concurrency: int = Field(32, ge=1, le=1024, description="Deliveries in flight at once.")
+
+
+def _plugin_union(registry: Mapping[str, type[Any]]) -> Any:
+    models = tuple(cls.config_model for cls in registry.values())
+    if not models:
+        raise RuntimeError("no plugin registered")
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - dynamic union
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """The full Settings model, built once the plugin packages are imported."""
+    import sinks  # noqa: F401 - registers the sinks
+    import sources  # noqa: F401 - registers the sources
+
+    source_union = _plugin_union(SOURCES)
+    sink_union = _plugin_union(SINKS)
+    return create_model(
+        "Settings",
+        __config__=ConfigDict(frozen=True, extra="forbid"),
+        server=(ServerSettings, Field(default_factory=ServerSettings, description="HTTP server.")),
+        logging=(LoggingSettings, Field(default_factory=LoggingSettings, description="Logs.")),
+        sources=(list[source_union], Field(default_factory=list, description="Monitoring tools that post.")),
+        sinks=(list[sink_union], Field(default_factory=list, description="Where incidents are delivered.")),
+        routes=(list[RouteSettings], Field(default_factory=list, description="Ordered routes; first match.")),
+        services=(list[ServiceSettings], Field(default_factory=list, description="Service catalog.")),
+        priority=(PrioritySettings, Field(default_factory=PrioritySettings, description="Priority policy.")),
+        dispatch=(DispatchSettings, Field(default_factory=DispatchSettings, description="Delivery retries.")),
+    )
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    skip_tag = False
+    for i, item in enumerate(loc):
+        if skip_tag:
+            skip_tag = False
+            if isinstance(item, str) and (item in SOURCES or item in SINKS):
+                continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            if i >= 1 and loc[i - 1] in ("sources", "sinks"):
+                skip_tag = True
+        else:
+            name = "continue" if item == "continue_" else str(item)
+            parts.append(("." if parts else "") + name)
+    return "".join(parts) or "(top level)"
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def sub(found: re.Match[str]) -> str:
+            name, default = found.group(1), found.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_RE.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def validate_settings(raw: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    from bridge.routing import parse_matcher
+
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping"])
+    data = _interpolate(raw, "", os.environ if env is None else env, problems)
+    try:
+        settings = settings_model().model_validate(data)
+    except ValidationError as err:
+        for e in err.errors():
+            problems.append(f"{_format_loc(tuple(e['loc']))}: {e['msg']}")
+        raise ConfigError(problems) from None
+    problems.extend(_cross_check(settings, parse_matcher))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
+    problems: list[str] = []
+    for section in ("sources", "sinks", "routes", "services"):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(getattr(settings, section)):
+            if item.name in seen:
+                problems.append(f"{section}[{i}].name: duplicate name {item.name!r} "
+                                f"(also {section}[{seen[item.name]}])")
+            seen.setdefault(item.name, i)
+    sink_names = {s.name for s in settings.sinks}
+    source_names = {s.name for s in settings.sources}
+    for i, route in enumerate(settings.routes):
+        for j, sink in enumerate(route.sinks):
+            if sink not in sink_names:
+                problems.append(f"routes[{i}].sinks[{j}]: unknown sink {sink!r}")
+        for j, source in enumerate(route.sources):
+            if source not in source_names:
+                problems.append(f"routes[{i}].sources[{j}]: unknown source {source!r}")
+        for j, text in enumerate(route.matchers):
+            try:
+                parse_matcher(text)
+            except ValueError as err:
+                problems.append(f"routes[{i}].matchers[{j}]: {err}")
+    if settings.sources and not settings.routes:
+        problems.append("routes: at least one route is needed, or every alert is dropped as unrouted")
+    paths: dict[str, int] = {}
+    for i, source in enumerate(settings.sources):
+        for path in SOURCES[source.type].compat_paths:
+            if path in paths:
+                problems.append(f"sources[{i}].type: {path} is already served by sources[{paths[path]}]; "
+                                "only one source of this type can be mounted there")
+            paths.setdefault(path, i)
+    for level in LEVELS:
+        if level not in settings.priority.matrix or any(u not in settings.priority.matrix[level] for u in LEVELS):
+            problems.append(f"priority.matrix.{level}: must map every urgency (high, medium, low)")
+    return problems
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Any:
+    """Read and validate a YAML config file; raise ConfigError with every problem found."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        raise ConfigError([f"{path}: {where}: {getattr(err, 'problem', None) or err}"]) from None
+    return validate_settings(raw, env)

@@ -1,0 +1,3 @@
+"""Correlation stages, one module each; importing the package registers them."""
+
+from correlators import dedup  # noqa: F401
