@@ -69,7 +69,34 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--drain", default=None,
                         help="after the last line, advance the clock this long (default: the longest group_wait)")
     replay.set_defaults(run=_replay)
+
+    export = sub.add_parser("export", help="write a data directory's journal as a replayable stream")
+    export.add_argument("--data-dir", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="JSON lines ('-' for stdout; .gz ok)")
+    export.set_defaults(run=_export)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from bridge.replay import journal_records, open_binary
+    from bridge.store.sqlite import DB_FILENAME, SQLiteStore
+
+    if not (args.data_dir / DB_FILENAME).exists():
+        print(f"{args.data_dir}: no journal ({DB_FILENAME}) here", file=sys.stderr)
+        return 2
+    store = SQLiteStore(args.data_dir)
+    count = 0
+    out = sys.stdout.buffer if str(args.out) == "-" else open_binary(args.out, "wb")
+    try:
+        for record in journal_records(store.entries()):
+            out.write(orjson.dumps(record) + b"\n")
+            count += 1
+    finally:
+        store.close()
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"exported {count} journal entries", file=sys.stderr)
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ __all__ = [
 class PluginConfig(BaseModel):
     """Base of every plugin's config: frozen, unknown fields rejected, `name` and `type` given."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(description="Unique name of this component; used in URLs, routes and metrics.",
                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -1,7 +1,8 @@
 """Replay a recorded stream through the same sources and engine, on the recorded clock.
 
 Input: JSON lines `{"at": seconds-or-RFC3339, "source": NAME, "body": <the tool's JSON>}` (plain or
-gzip). Numeric `at` values are seconds on the stream's own clock, offset by `start` (epoch seconds)
+gzip), and the operations people made through the API, `{"at", "op": "acknowledge"|"resolve",
+"incident": ID, "by": WHO}` (`alertbridge export` writes both from a data directory's journal). Numeric `at` values are seconds on the stream's own clock, offset by `start` (epoch seconds)
 to give the engine its wall-clock time; RFC 3339 values are absolute. No network, no sinks, no
 journal: as fast as the CPU allows.
 
@@ -25,11 +26,11 @@ import orjson
 
 from bridge.engine import Engine
 from bridge.errors import PayloadInvalid
-from bridge.ingest import ENTRY_WEBHOOK, Applier
+from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_WEBHOOK, Applier
 from bridge.model import Action, ActionKind, parse_time
 from bridge.plugins import Source
 
-__all__ = ["ReplayError", "ReplaySummary", "events_for", "open_binary", "replay", "stream_lines"]
+__all__ = ["ReplayError", "ReplaySummary", "events_for", "journal_records", "open_binary", "replay", "stream_lines"]
 
 
 class ReplayError(Exception):
@@ -121,17 +122,27 @@ def replay(lines: Iterable[tuple[int, str | bytes]], engine: Engine, sources: di
         summary.lines += 1
         try:
             record = orjson.loads(line)
-            at_raw, source_name, body = record["at"], record["source"], record["body"]
+            at_raw, op = record["at"], record.get("op")
+            if op is None:
+                source_name, body = record["source"], record["body"]
+            elif op not in (ENTRY_ACK, ENTRY_RESOLVE) or not isinstance(record.get("incident"), str):
+                raise ValueError(f"unknown operation {op!r}")
             if isinstance(at_raw, bool) or not isinstance(at_raw, int | float | str):
                 raise ValueError("'at' must be seconds or an RFC 3339 time")
             at = start + float(at_raw) if not isinstance(at_raw, str) else parse_time(at_raw)
             if at is None:
                 raise ValueError("'at' is the zero time")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             message = f"line {number}: not a stream record: {err}"
             if strict:
                 raise ReplayError(message) from None
             summary.skip("invalid_line", message)
+            continue
+        if op is not None:
+            at = max(at, last)
+            last = at
+            emit(applier.apply(op, "api", {"incident": record.get("incident"), "by": record.get("by")}, at))
+            summary.applied += 1
             continue
         source = sources.get(source_name) if isinstance(source_name, str) else None
         if source is None:
@@ -161,3 +172,18 @@ def replay(lines: Iterable[tuple[int, str | bytes]], engine: Engine, sources: di
     summary.incidents = len(incidents)
     summary.seconds = time.perf_counter() - began
     return summary
+
+
+def journal_records(entries: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """A data directory's journal as replay input lines (absolute epoch-second times)."""
+    for entry in entries:
+        if entry.kind == ENTRY_WEBHOOK:
+            body = entry.data.get("body", "")
+            try:
+                decoded: Any = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                decoded = body
+            yield {"at": entry.at, "source": entry.source, "body": decoded}
+        elif entry.kind in (ENTRY_ACK, ENTRY_RESOLVE):
+            yield {"at": entry.at, "op": entry.kind, "incident": entry.data.get("incident"),
+                   "by": entry.data.get("by")}

@@ -106,16 +106,20 @@ class Runtime:
             self._enqueue_actions(actions)
         return count
 
+    async def tick(self) -> None:
+        """Fire the engine's due timers on the clock; refresh the queue-depth gauge."""
+        actions = self.engine.advance(self.now())
+        if actions:
+            self._enqueue_actions(actions)
+        if self.store is not None:
+            self.queue_depth = await self.store.counts()
+
     async def _tick_loop(self) -> None:
-        tick = self.settings.server.tick
+        interval = self.settings.server.tick
         while True:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(interval)
             try:
-                actions = self.engine.advance(self.now())
-                if actions:
-                    self._enqueue_actions(actions)
-                assert self.store is not None
-                self.queue_depth = await self.store.counts()
+                await self.tick()
             except Exception:  # the ticker must survive anything; the error is logged once per tick
                 log.exception("tick failed")
 

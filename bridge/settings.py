@@ -228,7 +228,8 @@ def validate_settings(raw: Any, env: Mapping[str, str] | None = None) -> Any:
         settings = settings_model().model_validate(data)
     except ValidationError as err:
         for e in err.errors():
-            problems.append(f"{_format_loc(tuple(e['loc']))}: {e['msg']}")
+            message = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{_format_loc(tuple(e['loc']))}: {message}")
         raise ConfigError(problems) from None
     problems.extend(_cross_check(settings, parse_matcher))
     if problems:
