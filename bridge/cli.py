@@ -70,11 +70,25 @@ def _parser() -> argparse.ArgumentParser:
                         help="after the last line, advance the clock this long (default: the longest group_wait)")
     replay.set_defaults(run=_replay)
 
+    reference = sub.add_parser("config-reference", help="print the configuration reference (Markdown)")
+    reference.add_argument("--write", type=Path, help="update the reference embedded in this file instead")
+    reference.set_defaults(run=_config_reference)
+
     export = sub.add_parser("export", help="write a data directory's journal as a replayable stream")
     export.add_argument("--data-dir", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="JSON lines ('-' for stdout; .gz ok)")
     export.set_defaults(run=_export)
     return parser
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    from bridge.docs import config_reference, embed
+
+    if args.write:
+        args.write.write_text(embed(args.write.read_text()))
+        return 0
+    print(config_reference())
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
