@@ -85,6 +85,7 @@ class Engine:
         actions = self.advance(now)
         touched: dict[str, Incident] = {}
         for alert in alerts:
+            self.stats.received[alert.source] += 1
             self._ingest(alert, now, actions, touched)
         for incident in touched.values():
             self._after_change(incident, now, actions)
@@ -157,7 +158,6 @@ class Engine:
     # ---------------------------------------------------------------------------------- internals
 
     def _ingest(self, alert: Alert, now: float, actions: list[Action], touched: dict[str, Incident]) -> None:
-        self.stats.received[alert.source] += 1
         identity = alert.identity
         series = self.series.get(identity)
         prev = series.alert if series is not None else None
@@ -212,7 +212,8 @@ class Engine:
                 incident.record(now, "alert added", f"route:{route.name}",
                                 f"matched route {route.name}, group {key}", alert=alert.key)
             incident.alerts[alert.identity] = alert
-            series.incidents.append(incident.id)
+            if incident.id not in series.incidents:  # a re-opened incident may have relinked it
+                series.incidents.append(incident.id)
             touched[incident.id] = incident
 
     def _incident_for(self, route: Route, key: str, labels: dict[str, str], now: float) -> Incident:
@@ -233,6 +234,7 @@ class Engine:
                 self._open_groups[key] = last.id
                 last.flush_due = None
                 last.reopening = True  # pages again, as an open, once this batch is applied
+                self._relink(last)
                 return last
         self._serial += 1
         incident = Incident(
@@ -253,6 +255,20 @@ class Engine:
         self._schedule(now + route.group_wait, _GROUP_WAIT, incident.id)
         return incident
 
+    def _relink(self, incident: Incident) -> None:
+        """Follow an incident's known alerts again after a re-open, from their latest state.
+
+        A manual resolve unlinks the still-firing alerts from the incident; without this, a re-opened
+        incident would hold them as firing forever and never resolve.
+        """
+        for identity in incident.alerts:
+            series = self.series.get(identity)
+            if series is None:
+                continue
+            incident.alerts[identity] = series.alert
+            if series.alert.status is AlertStatus.FIRING and incident.id not in series.incidents:
+                series.incidents.append(incident.id)
+
     def _after_change(self, incident: Incident, now: float, actions: list[Action]) -> None:
         """Settle an incident after a batch of alert changes: resolve, open now, or coalesce."""
         incident.updated_at = now
@@ -265,6 +281,17 @@ class Engine:
                 self._open_groups.pop(incident.key, None)
                 if incident.revision == 0:
                     del self.incidents[incident.id]
+                return
+            if incident.reopening:
+                # re-fired and resolved again within one batch: sinks never saw it re-open
+                incident.reopening = False
+                incident.status = IncidentStatus.RESOLVED
+                incident.resolved_at = now
+                incident.record(now, "dropped", "engine", "re-fired and resolved within one batch: transient")
+                self.stats.transient += 1
+                if self._open_groups.get(incident.key) == incident.id:
+                    del self._open_groups[incident.key]
+                self._last_resolved[incident.key] = incident.id
                 return
             if incident.status is not IncidentStatus.RESOLVED:
                 incident.record(now, "resolved", "engine", "all alerts resolved")
@@ -345,9 +372,10 @@ class Engine:
         ends_at = series.alert.ends_at
         if ends_at is None or series.alert.status is not AlertStatus.FIRING:
             return
-        if series.expiry_scheduled is None or ends_at < series.expiry_scheduled:
-            series.expiry_scheduled = ends_at
-            self._schedule(ends_at, _EXPIRE, series.alert.identity)
+        due = max(ends_at, self.now)  # an ends_at already past expires now, never back in time
+        if series.expiry_scheduled is None or due < series.expiry_scheduled:
+            series.expiry_scheduled = due
+            self._schedule(due, _EXPIRE, series.alert.identity)
 
     def _expire(self, identity: str, due: float, actions: list[Action]) -> None:
         series = self.series.get(identity)
@@ -360,7 +388,7 @@ class Engine:
         if alert.ends_at > due:  # refreshed since: look again then
             self._schedule_expiry(series)
             return
-        resolved = replace(alert, status=AlertStatus.RESOLVED, ends_at=due)
+        resolved = replace(alert, status=AlertStatus.RESOLVED, ends_at=alert.ends_at)
         touched: dict[str, Incident] = {}
         self._ingest(resolved, due, actions, touched)
         for incident in touched.values():

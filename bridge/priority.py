@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bridge.model import Alert, AlertStatus, Severity
 
-__all__ = ["LEVELS", "ITIL_MATRIX", "PriorityPolicy", "PriorityResult"]
+__all__ = ["ITIL_MATRIX", "LEVELS", "PriorityPolicy", "PriorityResult"]
 
 LEVELS = ("high", "medium", "low")
 _RANK = {level: i for i, level in enumerate(LEVELS)}

@@ -2,8 +2,9 @@
 
 Input: JSON lines `{"at": seconds-or-RFC3339, "source": NAME, "body": <the tool's JSON>}` (plain or
 gzip), and the operations people made through the API, `{"at", "op": "acknowledge"|"resolve",
-"incident": ID, "by": WHO}` (`alertbridge export` writes both from a data directory's journal). Numeric `at` values are seconds on the stream's own clock, offset by `start` (epoch seconds)
-to give the engine its wall-clock time; RFC 3339 values are absolute. No network, no sinks, no
+"incident": ID, "by": WHO}` (`alertbridge export` writes both from a data directory's journal).
+Numeric `at` values are seconds on the stream's own clock, offset by `start` (epoch seconds) to give
+the engine its wall-clock time; RFC 3339 values are absolute. No network, no sinks, no
 journal: as fast as the CPU allows.
 
 Output: incident lifecycle events, one JSON object per line, in the format of
@@ -73,7 +74,7 @@ def open_binary(path: str | Path, mode: str = "rb") -> IO[bytes]:
     """Open a file for binary reading or writing, gzip'd when its name ends in .gz."""
     if str(path).endswith(".gz"):
         return gzip.open(path, mode)  # type: ignore[return-value]
-    return open(path, mode)  # noqa: SIM115 - the caller closes it
+    return open(path, mode)
 
 
 def stream_lines(handle: Iterable[str | bytes]) -> Iterator[tuple[int, str | bytes]]:

@@ -8,6 +8,7 @@ normalized without caring how each vendor spells it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class Route:
         return {name: alert_label(alert, name) for name in self.group_by}
 
     def group_key(self, labels: Mapping[str, str]) -> str:
-        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        # values quoted and escaped (JSON string syntax), so a value holding `",` cannot forge a key
+        inner = ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items())
         return f"{self.name}:{{{inner}}}"
 
 

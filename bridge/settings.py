@@ -11,6 +11,7 @@ discriminated by `type`; adding a plugin never touches this file.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +51,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration like 30s, 5m or 1h30m")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite duration")
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
@@ -67,6 +70,8 @@ def parse_duration(value: Any) -> float:
             number = float(text)
         except ValueError:
             raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite duration")
         if number < 0:
             raise ValueError("must not be negative")
         return number

@@ -2,7 +2,8 @@
 
 Identity is the alert's series fingerprint within its source (`Alert.identity`). A notification is
 a repeat when the engine already holds the same series in the same status with the same content
-(severity, summary, description, labels, annotations, episode key). Repeats never open or update
+(severity, summary, description, labels, annotations, service, resource, episode
+key). Repeats never open or update
 anything; the engine still refreshes the series' expiry (`ends_at`) from them.
 
 Reasons (closed set): `repeat` (firing re-send), `resolved_repeat` (a resolve already applied).
@@ -49,6 +50,8 @@ class DedupStage:
             and prev.description == alert.description
             and prev.labels == alert.labels
             and prev.annotations == alert.annotations
+            and prev.service == alert.service
+            and prev.resource == alert.resource
         ):
             return _DROP_REPEAT
         return _PASS

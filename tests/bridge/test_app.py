@@ -27,7 +27,7 @@ def test_alertmanager_fixtures_open_then_resolve(tmp_path: Path) -> None:
     """Posting the captured Alertmanager sequence opens one incident per alertname and resolves it."""
 
     async def scenario() -> None:
-        async with running_app(base_config(tmp_path)) as (client, runtime, sink):
+        async with running_app(base_config(tmp_path)) as (client, _, sink):
             for name in AM_FIXTURES[:3]:
                 resp = await client.post("/v1/sources/am", data=fixture_bytes(name), headers=JSON)
                 assert resp.status == 200, await resp.text()

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bridge.cli import main
-from bridge.replay import ReplayError, replay, stream_lines
+from bridge.replay import ReplayError, replay
 from bridge.settings import validate_settings
 from bridge.wiring import build_engine, build_sources
 from tests.apptools import base_config, fixture_bytes

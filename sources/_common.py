@@ -1,0 +1,358 @@
+"""Helpers shared by the source plugins: JSON decoding, typed field access, labels, paths, durations.
+
+Every helper raises `PayloadInvalid(field, reason)` with a dotted `field` path into the body, never
+another exception, so a parser built from them can only return a `Parsed` or raise `PayloadInvalid`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import Field
+
+from bridge.errors import PayloadInvalid
+from bridge.model import Link, Severity, parse_time
+from bridge.plugins import SourceConfig
+
+__all__ = [
+    "MAX_EPOCH",
+    "MISSING",
+    "AlertFields",
+    "LabelMappingConfig",
+    "Path",
+    "alert_fields",
+    "dump_json",
+    "epoch_or_time",
+    "first_label",
+    "join_path",
+    "kind",
+    "load_json",
+    "optional_str",
+    "parse_duration",
+    "scalar_text",
+    "string_map",
+    "text_or_json",
+    "time_field",
+]
+
+#: Latest instant a source may report (9999-12-31T23:59:59Z); later ones are rejected.
+MAX_EPOCH: Final = 253402300799.0
+
+
+class _Missing:
+    """Sentinel for "no value at this path" (distinct from JSON null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+# ------------------------------------------------------------------------------------------- JSON
+
+def load_json(body: bytes) -> Any:
+    """Decode a request body; invalid JSON (or nesting deeper than 1024) -> PayloadInvalid("body")."""
+    try:
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise PayloadInvalid("body", f"invalid JSON: {exc}") from None
+
+
+def dump_json(value: Any, field: str) -> str:
+    """Compact JSON text of a decoded value (sorted keys); too deeply nested -> PayloadInvalid."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError: nesting beyond orjson's encoder limit (254)
+        raise PayloadInvalid(field, "is nested too deeply") from None
+
+
+def kind(value: Any) -> str:
+    """The JSON kind of a decoded value, as error messages name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def join_path(prefix: str, part: str | int) -> str:
+    """`join_path("alerts", 3) == "alerts[3]"`, `join_path("alerts[3]", "labels") == "alerts[3].labels"`."""
+    if isinstance(part, int):
+        return f"{prefix}[{part}]"
+    return f"{prefix}.{part}" if prefix else part
+
+
+def scalar_text(value: Any) -> str | None:
+    """A JSON scalar as label text (`"x"`, `1`, `1.5`, `true`); None for null, arrays and objects."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return None
+
+
+def text_or_json(value: Any, field: str) -> str:
+    """A scalar's label text (`scalar_text`), else compact JSON of the array or object."""
+    text = scalar_text(value)
+    return text if text is not None else dump_json(value, field)
+
+
+def string_map(value: Any, field: str, *, nested: Literal["reject", "json"] = "reject") -> dict[str, str]:
+    """A JSON object as `{str: str}`: strings kept, numbers/bools as their JSON text, nulls dropped.
+
+    `nested` says what to do with array/object values: "reject" (PayloadInvalid naming
+    `field.<key>`) or "json" (encode them as compact JSON text).
+    """
+    if value is None or value is MISSING:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadInvalid(field, f"must be an object, got {kind(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        text = scalar_text(item)
+        if text is None:
+            if nested != "json":
+                raise PayloadInvalid(join_path(field, key), f"must be a string, got {kind(item)}")
+            text = dump_json(item, join_path(field, key))
+        out[key] = text
+    return out
+
+
+def optional_str(obj: Mapping[str, Any], key: str, field: str) -> str | None:
+    """`obj[key]` when it is a string; None when absent or null; PayloadInvalid for other kinds."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadInvalid(field, f"must be a string, got {kind(value)}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------- times
+
+def time_field(value: Any, field: str) -> float | None:
+    """An RFC 3339 string as epoch seconds; None for absent/null/Go zero time; else PayloadInvalid."""
+    if value is None or value is MISSING:
+        return None
+    if not isinstance(value, str):
+        raise PayloadInvalid(field, f"must be an RFC 3339 timestamp string, got {kind(value)}")
+    try:
+        parsed = parse_time(value)
+    except (ValueError, OverflowError):
+        raise PayloadInvalid(field, f"is not an RFC 3339 timestamp: {value[:64]!r}") from None
+    if parsed is not None and not -MAX_EPOCH <= parsed <= MAX_EPOCH:
+        raise PayloadInvalid(field, "is out of range")
+    return parsed
+
+
+_NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def epoch_or_time(value: Any, field: str) -> float | None:
+    """RFC 3339, or epoch seconds/milliseconds (number or numeric string; > 1e11 means ms)."""
+    if value is None or value is MISSING:
+        return None
+    if isinstance(value, str) and _NUMERIC.match(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if abs(seconds) > 1e11:
+            seconds /= 1000.0
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_EPOCH:
+            raise PayloadInvalid(field, "is not a valid epoch time")
+        return seconds
+    return time_field(value, field)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Prometheus duration string (`90s`, `5m`, `1h30m`, `250ms`, `2d`)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as '5m' or a number of seconds")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as '5m' or a number of seconds")
+    text = value.strip()
+    if _NUMERIC.match(text):
+        return float(text)
+    if not _DURATION.fullmatch(text) or not text:
+        raise ValueError(f"invalid duration {value!r} (use e.g. '30s', '5m', '1h30m')")
+    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+                 "y": 31536000.0}
+_DURATION_PART: Final = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION: Final = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
+
+
+# ----------------------------------------------------------------------------------- label mapping
+
+class LabelMappingConfig(SourceConfig):
+    """Config shared by the Alertmanager-shaped sources: which labels give identity, severity, etc."""
+
+    identity_labels: list[str] | None = Field(
+        None,
+        description="Labels that identify an alert series when the payload carries no fingerprint "
+        "(missing ones count as empty); null means all labels, as Alertmanager does.",
+    )
+    severity_label: str = Field("severity", description="Label holding the alert's severity.")
+    default_severity: Severity = Field(
+        Severity.WARNING, description="Severity used when the severity label is missing or unknown."
+    )
+    service_labels: list[str] = Field(
+        ["service"], description="Labels tried in order for the affected service; first non-empty wins."
+    )
+    resource_labels: list[str] = Field(
+        ["instance", "host", "nodename", "node"],
+        description="Labels tried in order for the affected resource (host, instance); first non-empty wins.",
+    )
+
+
+def first_label(labels: Mapping[str, str], names: Iterable[str]) -> str | None:
+    """The first non-empty value among `labels[name]` for `names`, else None."""
+    for name in names:
+        value = labels.get(name)
+        if value:
+            return value
+    return None
+
+
+#: Annotations read as links, with the link text they get.
+_LINK_ANNOTATIONS: Final = (
+    ("runbook_url", "Runbook"),
+    ("runbook", "Runbook"),
+    ("dashboard_url", "Dashboard"),
+    ("dashboard", "Dashboard"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFields:
+    """What an Alertmanager-shaped alert's labels and annotations map to."""
+
+    severity: Severity
+    service: str | None
+    resource: str | None
+    summary: str
+    description: str
+    links: tuple[Link, ...]
+
+
+def alert_fields(
+    config: LabelMappingConfig, labels: Mapping[str, str], annotations: Mapping[str, str], generator_url: str
+) -> AlertFields:
+    """Severity, service, resource, summary, description and links from labels and annotations.
+
+    summary: annotations summary, title, message, description, then the alertname label.
+    links: generatorURL ("Source"), runbook_url/runbook ("Runbook"), dashboard_url/dashboard ("Dashboard").
+    """
+    default = config.default_severity
+    raw_severity = labels.get(config.severity_label)
+    severity = Severity.coerce(raw_severity, default) if raw_severity else default
+    summary = (
+        annotations.get("summary")
+        or annotations.get("title")
+        or annotations.get("message")
+        or annotations.get("description")
+        or labels.get("alertname")
+        or ""
+    )
+    links: list[Link] = []
+    if generator_url:
+        links.append(Link(generator_url, "Source"))
+    seen = {generator_url}
+    for key, text in _LINK_ANNOTATIONS:
+        href = annotations.get(key)
+        if href and href not in seen:
+            seen.add(href)
+            links.append(Link(href, text))
+    return AlertFields(
+        severity=severity,
+        service=first_label(labels, config.service_labels),
+        resource=first_label(labels, config.resource_labels),
+        summary=summary,
+        description=annotations.get("description", ""),
+        links=tuple(links),
+    )
+
+
+# -------------------------------------------------------------------------------------------- paths
+
+_PATH_NAME: Final = re.compile(r'[^.\[\]"]+')
+_PATH_BRACKET: Final = re.compile(r'\[(?:(?P<index>\d+)|(?P<quoted>"(?:[^"\\]|\\.)*"))\]')
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """A compiled field path: dotted names, `[n]` list indexes and `["any key"]` quoted keys.
+
+    `data.items[0].name`, `payload["custom details"].host`; the empty path is the value itself.
+    """
+
+    text: str
+    steps: tuple[str | int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Path:
+        """Compile `text`; ValueError names the offending position."""
+        steps: list[str | int] = []
+        pos = 0
+        while pos < len(text):
+            if text[pos] == "[":
+                bracket = _PATH_BRACKET.match(text, pos)
+                if bracket is None:
+                    raise ValueError(f"path {text!r}: expected [n] or [\"key\"] at {pos}")
+                index, quoted = bracket.group("index"), bracket.group("quoted")
+                steps.append(int(index) if index is not None else orjson.loads(quoted))
+                pos = bracket.end()
+                continue
+            if steps:
+                if text[pos] != ".":
+                    raise ValueError(f"path {text!r}: expected '.' or '[' at {pos}")
+                pos += 1
+            name = _PATH_NAME.match(text, pos)
+            if name is None:
+                raise ValueError(f"path {text!r}: expected a name at {pos}")
+            steps.append(name.group())
+            pos = name.end()
+        return cls(text, tuple(steps))
+
+    def get(self, value: Any) -> Any:
+        """The value at this path inside `value`, or MISSING when any step does not exist."""
+        for step in self.steps:
+            if isinstance(step, int):
+                if not isinstance(value, list) or step >= len(value):
+                    return MISSING
+            elif not isinstance(value, dict) or step not in value:
+                return MISSING
+            value = value[step]
+        return value
+
+    def under(self, prefix: str) -> str:
+        """The full dotted path of this path applied at `prefix` (for error messages)."""
+        if not self.text:
+            return prefix or "body"
+        if not prefix:
+            return self.text
+        return f"{prefix}{self.text}" if self.text.startswith("[") else f"{prefix}.{self.text}"
