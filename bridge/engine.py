@@ -62,6 +62,7 @@ class EngineStats:
     opened: Counter[str] = field(default_factory=Counter)  # by priority
     resolved: int = 0
     reopened: int = 0
+    implied_resolves: int = 0  # alerts resolved because the sender resolved their whole group
 
 
 class Engine:
@@ -75,18 +76,29 @@ class Engine:
         self._timer_seq = 0
         self._serial = 0
         self._routes = {route.name: route for route in config.routes}
+        self._sender_groups: dict[str, set[str]] = {}  # source + sender group key -> alert identities
         self.now = 0.0
         self.stats = EngineStats()
+        #: when a list, every drop is also recorded here (the runtime logs them at debug and clears it)
+        self.decisions: list[dict[str, str]] | None = None
 
     # ------------------------------------------------------------------------------------ inputs
 
-    def submit(self, alerts: Iterable[Alert], now: float) -> list[Action]:
-        """Apply alerts received at `now` (after firing every timer due by then)."""
+    def submit(self, alerts: Iterable[Alert], now: float, *, sender_group: str | None = None,
+               group_resolved: bool = False) -> list[Action]:
+        """Apply alerts received at `now` (after firing every timer due by then).
+
+        `sender_group` names the sender's own group of this notification; with `group_resolved`, every
+        alert seen in that group before and not resolved now is resolved too (see `Parsed`).
+        """
         actions = self.advance(now)
         touched: dict[str, Incident] = {}
+        alerts = list(alerts)
         for alert in alerts:
             self.stats.received[alert.source] += 1
             self._ingest(alert, now, actions, touched)
+        if sender_group is not None and alerts:
+            self._track_sender_group(alerts, sender_group, group_resolved, now, actions, touched)
         for incident in touched.values():
             self._after_change(incident, now, actions)
         return actions
@@ -163,7 +175,7 @@ class Engine:
         prev = series.alert if series is not None else None
         if alert.status is AlertStatus.RESOLVED:
             if prev is None:
-                self.stats.dropped[("engine", "resolve_unknown")] += 1
+                self._drop("engine", "resolve_unknown", alert)
                 return
             if prev.status is AlertStatus.FIRING and (not alert.summary or alert.key == prev.key):
                 # a bare resolve (PagerDuty) or the resolve of the same episode: keep what we knew
@@ -172,7 +184,7 @@ class Engine:
         for stage in self.config.stages:
             verdict = stage.process(alert, ctx)
             if verdict.kind is VerdictKind.DROP:
-                self.stats.dropped[(stage.type_name, verdict.reason)] += 1
+                self._drop(stage.type_name, verdict.reason, alert)
                 if series is not None and alert.status is AlertStatus.FIRING:
                     series.alert = alert  # a repeat still refreshes the expiry
                     self._schedule_expiry(series)
@@ -196,12 +208,39 @@ class Engine:
         if alert.status is AlertStatus.RESOLVED:
             series.incidents.clear()
 
+    def _track_sender_group(self, alerts: list[Alert], group: str, resolved: bool, now: float,
+                            actions: list[Action], touched: dict[str, Incident]) -> None:
+        key = f"{alerts[0].source}\x00{group}"
+        members = self._sender_groups.setdefault(key, set())
+        members.update(a.identity for a in alerts)
+        if not resolved:
+            return
+        for identity in sorted(members):
+            series = self.series.get(identity)
+            if series is None or series.alert.status is not AlertStatus.FIRING:
+                continue
+            self.stats.implied_resolves += 1
+            for inc_id in series.incidents:
+                incident = self.incidents.get(inc_id)
+                if incident is not None:
+                    incident.record(now, "alert resolved", "engine",
+                                    "its sender group was resolved (the sender left this alert out)",
+                                    alert=series.alert.key, sender_group=group)
+            resolved_alert = replace(series.alert, status=AlertStatus.RESOLVED, ends_at=now)
+            self._ingest(resolved_alert, now, actions, touched)
+        del self._sender_groups[key]
+
+    def _drop(self, stage: str, reason: str, alert: Alert) -> None:
+        self.stats.dropped[(stage, reason)] += 1
+        if self.decisions is not None:
+            self.decisions.append({"decision": "drop", "stage": stage, "reason": reason, "alert": alert.key})
+
     def _route(self, series: _Series, now: float, touched: dict[str, Incident]) -> None:
         alert = series.alert
         routes = select_routes(self.config.routes, alert)
         if not routes:
             self.stats.unrouted += 1
-            self.stats.dropped[("routing", "no_route")] += 1
+            self._drop("routing", "no_route", alert)
             return
         series.incidents = []
         for route in routes:

@@ -76,7 +76,8 @@ class Applier:
                 parsed = self._reparse(source, data, at)
                 if parsed is None:
                     return engine.advance(at)
-            actions = engine.submit(parsed.alerts, at)
+            actions = engine.submit(parsed.alerts, at, sender_group=parsed.sender_group,
+                                    group_resolved=parsed.group_resolved)
             if parsed.acknowledge:
                 actions.extend(engine.acknowledge_alerts(parsed.acknowledge, source, at))
             return actions
@@ -92,6 +93,11 @@ class Applier:
         actions: list[Action] = []
         for entry in entries:
             actions.extend(self.apply(entry.kind, entry.source, entry.data, entry.at))
+        decisions = self.engine.decisions
+        if decisions:
+            for decision in decisions:
+                log.debug("alert dropped", **decision)
+            decisions.clear()
         if actions:
             self.on_actions(actions)
 

@@ -86,6 +86,9 @@ class _EngineCollector(Collector):
         yield opened
         yield CounterMetricFamily("alertbridge_incidents_resolved", "Incidents resolved.", value=stats.resolved)
         yield CounterMetricFamily("alertbridge_incidents_reopened", "Incidents re-opened.", value=stats.reopened)
+        yield CounterMetricFamily("alertbridge_alerts_implied_resolved",
+                                  "Alerts resolved because their sender resolved the whole group.",
+                                  value=stats.implied_resolves)
         current: Counter[tuple[str, str]] = Counter()
         for incident in self.engine.incidents.values():
             if incident.opened and incident.status is not IncidentStatus.RESOLVED:

@@ -79,11 +79,18 @@ class Parsed:
     `acknowledge` lists alert identities (`Alert.identity`) whose incidents the sender acknowledged
     (PagerDuty's `acknowledge` event). `response` is the JSON body the vendor's API documents for a
     success (None: empty body), sent with `status`.
+
+    `sender_group` is the sender's own group of this notification (Alertmanager's `groupKey`), and
+    `group_resolved` says the sender declared the whole group resolved: then every alert the engine
+    saw in that group resolves, including those the sender left out (`max_alerts` truncation), so a
+    resolve is never lost to truncation.
     """
 
     alerts: list[Alert]
     acknowledge: tuple[str, ...] = ()
     truncated: int = 0
+    sender_group: str | None = None
+    group_resolved: bool = False
     response: Mapping[str, Any] | None = None
     status: int = 200
 

@@ -50,6 +50,8 @@ class Runtime:
         self.engine: Engine = build_engine(settings)
         self.sources: dict[str, Source] = build_sources(settings)
         self.sinks: dict[str, Sink] = dict(sinks) if sinks is not None else build_sinks(settings)
+        if settings.logging.level == "debug":
+            self.engine.decisions = []  # one log line per decision, at debug only
         self.applier = Applier(self.engine, self.sources, self._enqueue_actions)
         self.store: SQLiteStore | None = None
         self.dispatcher: EmbeddedDispatcher | None = None

@@ -25,7 +25,9 @@ Each element of `alerts` becomes one Alert:
 Label and annotation values: strings are kept, numbers and booleans become their JSON text, nulls
 are dropped; arrays and objects are rejected (400 naming `alerts[i].labels.<name>`). Alertmanager
 itself only ever sends strings. `truncatedAlerts` (alerts cut by `max_alerts`) is reported as
-`Parsed.truncated`.
+`Parsed.truncated`. `groupKey` is `Parsed.sender_group`; a notification whose group `status` is
+"resolved" sets `Parsed.group_resolved`, because Alertmanager sends it only once every alert of the
+group resolved, even when `max_alerts` left some of them out.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ class AlertmanagerSource:
         if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
             raise PayloadInvalid("truncatedAlerts", "must be a non-negative integer")
         alerts = [self._alert(item, join_path("alerts", i), now) for i, item in enumerate(items)]
-        return Parsed(alerts=alerts, truncated=truncated)
+        group = data.get("groupKey")
+        sender_group = group if isinstance(group, str) and group else None
+        group_resolved = sender_group is not None and data.get("status") == "resolved"
+        return Parsed(alerts=alerts, truncated=truncated, sender_group=sender_group, group_resolved=group_resolved)
 
     def _alert(self, item: Any, path: str, now: float) -> Alert:
         if not isinstance(item, dict):

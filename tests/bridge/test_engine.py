@@ -687,3 +687,28 @@ def test_timeline_explains_the_incident() -> None:
         (30, "paged", "engine"),
         (401, "resolved", "engine"),
     ]
+
+
+def test_sender_group_resolve_resolves_alerts_the_sender_left_out() -> None:
+    """A group the sender declares resolved resolves every alert seen in it, even ones not listed."""
+    engine = make_engine(route(group_wait=0, group_interval=0))
+    a, b = alert("Disk", instance="db1"), alert("Disk", instance="db2")
+    engine.submit([a], 10, sender_group="{}:{alertname=Disk}")
+    engine.submit([b], 20, sender_group="{}:{alertname=Disk}")
+    actions = engine.submit([resolved(a, ends_at=30)], 30, sender_group="{}:{alertname=Disk}", group_resolved=True)
+    assert [x.kind.value for x in actions] == ["resolve"]
+    assert {al.status.value for al in actions[0].incident.alerts} == {"resolved"}
+    assert engine.stats.implied_resolves == 1
+    timeline = engine.get(actions[0].incident.id).timeline  # type: ignore[union-attr]
+    assert any("sender group was resolved" in entry.reason for entry in timeline)
+
+
+def test_other_sender_groups_are_left_alone() -> None:
+    """Resolving one sender group does not touch alerts seen only in another."""
+    engine = make_engine(route(group_wait=0, group_interval=0))
+    a, b = alert("Disk", instance="db1"), alert("Disk", instance="db2")
+    engine.submit([a], 10, sender_group="g1")
+    engine.submit([b], 20, sender_group="g2")
+    actions = engine.submit([resolved(a, ends_at=30)], 30, sender_group="g1", group_resolved=True)
+    assert [x.kind.value for x in actions] == ["update"]
+    assert engine.stats.implied_resolves == 0

@@ -284,3 +284,21 @@ def test_parse_is_pure() -> None:
     assert first == second
     for alert in first.alerts:
         assert orjson.loads(orjson.dumps(alert.to_dict())) == alert.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "resolved"),
+    [
+        ("alertmanager/captured_v0.25_webhook_firing_2alerts.json", False),
+        ("alertmanager/captured_v0.25_webhook_firing_1resolved_1firing.json", False),
+        ("alertmanager/captured_v0.25_webhook_resolved.json", True),
+        ("alertmanager/captured_v0.25_webhook_max_alerts1_resolved_truncated.json", True),
+    ],
+    ids=["firing", "firing-group-with-a-resolved-alert", "resolved-group", "resolved-group-truncated"],
+)
+def test_group_key_and_group_resolved(fixture: str, resolved: bool) -> None:
+    """groupKey is the sender group; only a group whose status is resolved declares all its alerts resolved."""
+    body = load_fixture(fixture)
+    parsed = parse_ok(make(), body, NOW)
+    assert parsed.sender_group == orjson.loads(body)["groupKey"]
+    assert parsed.group_resolved is resolved
