@@ -235,11 +235,37 @@ def validate_settings(raw: Any, env: Mapping[str, str] | None = None) -> Any:
         for e in err.errors():
             message = e["msg"].removeprefix("Value error, ")
             problems.append(f"{_format_loc(tuple(e['loc']))}: {message}")
+        problems.extend(p for p in _raw_references(data) if p not in problems)
         raise ConfigError(problems) from None
     problems.extend(_cross_check(settings, parse_matcher))
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _raw_references(data: dict[str, Any]) -> list[str]:
+    """Reference checks on the raw document, so they are reported even when validation failed."""
+    def names(section: str) -> set[str] | None:
+        items = data.get(section)
+        if not isinstance(items, list):
+            return None
+        return {item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+    problems: list[str] = []
+    routes = data.get("routes")
+    if not isinstance(routes, list):
+        return problems
+    for section in ("sinks", "sources"):
+        known = names(section)
+        if known is None and data.get(section) is not None:
+            continue
+        known = known or set()
+        for i, route in enumerate(routes):
+            refs = route.get(section) if isinstance(route, dict) else None
+            for j, ref in enumerate(refs if isinstance(refs, list) else []):
+                if isinstance(ref, str) and ref not in known:
+                    problems.append(f"routes[{i}].{section}[{j}]: unknown {section[:-1]} {ref!r}")
+    return problems
 
 
 def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:

@@ -66,3 +66,13 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path, capsys: pytest.CaptureF
     path.write_text("server: {listen: nowhere}\n")
     assert main(["serve", "--config", str(path)]) == 2
     assert "server.listen" in capsys.readouterr().err
+
+
+def test_reference_errors_are_reported_with_schema_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown sink is reported even when another part of the config fails validation."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("sources: [{name: am, type: alertmanager, colour: red}]\nsinks: [{name: out, type: log}]\n"
+                    "routes: [{name: r, sinks: [nowhere]}]\n")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "sources[0].colour" in err and "routes[0].sinks[0]: unknown sink 'nowhere'" in err
