@@ -18,7 +18,7 @@ import orjson
 
 from bridge import __version__
 from bridge.errors import ConfigError
-from bridge.settings import DEFAULT_CONFIG_PATH, load_settings
+from bridge.settings import DEFAULT_CONFIG_PATH, load_settings, with_catalog
 
 __all__ = ["main"]
 
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help=f"YAML config (env {ENV_CONFIG}; default {DEFAULT_CONFIG_PATH})")
     serve.add_argument("--listen", help=f"HOST:PORT (env {ENV_LISTEN}; overrides server.listen)")
     serve.add_argument("--data-dir", type=Path, help=f"data directory (env {ENV_DATA_DIR}; overrides server.data_dir)")
+    serve.add_argument("--catalog", type=Path, help="service catalog file (overrides `catalog:` in the config)")
     serve.set_defaults(run=_serve)
 
     check = sub.add_parser("check-config", help="validate a config file; print every problem")
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("stream", type=Path, help="JSON lines {at, source, body} (.gz ok)")
     replay.add_argument("--config", type=Path, required=True)
     replay.add_argument("--out", type=Path, required=True, help="events JSON lines ('-' for stdout; .gz ok)")
+    replay.add_argument("--catalog", type=Path, help="service catalog file (overrides `catalog:` in the config)")
     replay.add_argument("--strict", action="store_true", help="stop at the first line that cannot be replayed")
     replay.add_argument("--start", default="0",
                         help="epoch seconds or RFC 3339 time that numeric 'at' values count from (default 0)")
@@ -74,11 +76,46 @@ def _parser() -> argparse.ArgumentParser:
     reference.add_argument("--write", type=Path, help="update the reference embedded in this file instead")
     reference.set_defaults(run=_config_reference)
 
+    catalog = sub.add_parser("catalog", help="service catalog tools")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    cat_import = catalog_sub.add_parser("import", help="turn a JSON service catalog into alertbridge's YAML")
+    cat_import.add_argument("source", type=Path, help="JSON catalog (services, teams, hosts, maintenance)")
+    cat_import.add_argument("--out", type=Path, required=True, help="catalog YAML to write ('-' for stdout)")
+    cat_import.set_defaults(run=_catalog_import)
+
     export = sub.add_parser("export", help="write a data directory's journal as a replayable stream")
     export.add_argument("--data-dir", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="JSON lines ('-' for stdout; .gz ok)")
     export.set_defaults(run=_export)
     return parser
+
+
+def _catalog_import(args: argparse.Namespace) -> int:
+    import yaml
+
+    from bridge.catalog_import import ImportError_, import_catalog
+
+    try:
+        data = orjson.loads(args.source.read_bytes())
+    except OSError as err:
+        print(f"{args.source}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except orjson.JSONDecodeError as err:
+        print(f"{args.source}: not JSON: {err}", file=sys.stderr)
+        return 2
+    try:
+        document = import_catalog(data)
+    except (ImportError_, ValueError) as err:
+        print(f"{args.source}: {err}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text)
+    print(f"imported {len(document['services'])} services, {len(document['hosts'])} hosts, "
+          f"{len(document['maintenance'])} maintenance windows", file=sys.stderr)
+    return 0
 
 
 def _config_reference(args: argparse.Namespace) -> int:
@@ -122,7 +159,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _effective_settings(args: argparse.Namespace) -> Any:
     path = args.config or Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH)
-    settings = load_settings(path)
+    settings = with_catalog(load_settings(path), args.catalog)
     server: dict[str, Any] = {}
     listen = args.listen or os.environ.get(ENV_LISTEN)
     if listen:
@@ -183,7 +220,7 @@ def _replay(args: argparse.Namespace) -> int:
     from bridge.replay import ReplayError, open_binary, replay, stream_lines
     from bridge.wiring import build_engine, build_sources
 
-    settings = load_settings(args.config)
+    settings = with_catalog(load_settings(args.config), args.catalog)
     try:
         start = float(args.start)
     except ValueError:

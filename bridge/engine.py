@@ -21,20 +21,26 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
+from bridge.catalog import Catalog
 from bridge.incidents import Incident, incident_id
 from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView
 from bridge.plugins import Stage, StageContext, VerdictKind
 from bridge.priority import PriorityPolicy
 from bridge.routing import Route, select_routes
 
-__all__ = ["Engine", "EngineConfig", "EngineStats"]
+if TYPE_CHECKING:
+    from correlators.mute import Muter
+
+__all__ = ["Engine", "EngineConfig", "EngineStats", "incident_services"]
 
 _GROUP_WAIT = 0
 _FLUSH = 1
 _EXPIRE = 2
+_HOLD = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ class EngineConfig:
     routes: Sequence[Route]
     priority: PriorityPolicy
     stages: Sequence[Stage]
+    catalog: Catalog = field(default_factory=Catalog.empty)
+    muters: Sequence[Muter] = ()  # silences, maintenance, inhibition: consulted before an alert routes
 
 
 @dataclass(slots=True)
@@ -49,6 +57,10 @@ class _Series:
     alert: Alert
     incidents: list[str] = field(default_factory=list)
     expiry_scheduled: float | None = None
+    fired_at: float = 0.0  # when the current firing episode was first seen
+    transitions: list[float] = field(default_factory=list)  # recent firing/resolved changes (flap detection)
+    hold_until: float | None = None  # held back (hold-down, flapping, muted) until then
+    held_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -63,6 +75,8 @@ class EngineStats:
     resolved: int = 0
     reopened: int = 0
     implied_resolves: int = 0  # alerts resolved because the sender resolved their whole group
+    #: pages that were never sent because the alert was held back and resolved first, by reason
+    pages_avoided: Counter[str] = field(default_factory=Counter)
 
 
 class Engine:
@@ -77,6 +91,8 @@ class Engine:
         self._serial = 0
         self._routes = {route.name: route for route in config.routes}
         self._sender_groups: dict[str, set[str]] = {}  # source + sender group key -> alert identities
+        self._topology: dict[tuple[str, str], set[str]] = {}  # (route, service) -> unresolved incident ids
+        self.catalog = config.catalog
         self.now = 0.0
         self.stats = EngineStats()
         #: when a list, every drop is also recorded here (the runtime logs them at debug and clears it)
@@ -121,6 +137,8 @@ class Engine:
                 if incident is not None and incident.flush_due == due:
                     incident.flush_due = None
                     self._notify_update(incident, due, actions)
+            elif kind == _HOLD:
+                self._release(ref, due, actions)
         self.now = max(self.now, now)
         return actions
 
@@ -170,6 +188,8 @@ class Engine:
     # ---------------------------------------------------------------------------------- internals
 
     def _ingest(self, alert: Alert, now: float, actions: list[Action], touched: dict[str, Incident]) -> None:
+        if self.catalog.services:
+            alert = self._enrich(alert)
         identity = alert.identity
         series = self.series.get(identity)
         prev = series.alert if series is not None else None
@@ -195,11 +215,24 @@ class Engine:
             series = self.series[identity] = _Series(alert)
         else:
             series.alert = alert
+        for muter in self.config.muters:
+            muter.observe(alert, now)
+        changed = prev is None or prev.status is not alert.status
+        if changed:
+            series.transitions.append(now)
+            if len(series.transitions) > 64:
+                del series.transitions[:-64]
         if alert.status is AlertStatus.FIRING:
             self._schedule_expiry(series)
             if prev is None or prev.status is AlertStatus.RESOLVED:
+                series.fired_at = now
                 self._route(series, now, touched)
                 return
+        elif series.hold_until is not None:
+            # resolved while held back: the page it would have sent is avoided
+            self.stats.pages_avoided[series.held_reason or "hold_down"] += 1
+            self.stats.transient += 1
+            series.hold_until = None
         for inc_id in series.incidents:
             incident = self.incidents.get(inc_id)
             if incident is not None:
@@ -235,25 +268,122 @@ class Engine:
         if self.decisions is not None:
             self.decisions.append({"decision": "drop", "stage": stage, "reason": reason, "alert": alert.key})
 
+    def _enrich(self, alert: Alert) -> Alert:
+        """Resolve the alert to its catalog service and host."""
+        found = self.catalog.resolve(alert.service, alert.resource, alert.labels)
+        if found.service == alert.service and (found.host is None or found.host == alert.resource):
+            return alert
+        return replace(alert, service=found.service, resource=found.host or alert.resource)
+
     def _route(self, series: _Series, now: float, touched: dict[str, Incident]) -> None:
+        """Route a firing episode: mute, hold back (hold-down, flapping), or join its incidents."""
         alert = series.alert
         routes = select_routes(self.config.routes, alert)
         if not routes:
             self.stats.unrouted += 1
             self._drop("routing", "no_route", alert)
             return
+        if not routes[0].page:
+            self._drop("routing", f"route:{routes[0].name}:no_page", alert)
+            return
+        for muter in self.config.muters:
+            mute = muter.mutes(alert, now)
+            if mute is not None:
+                self._drop(mute.stage, mute.reason, alert)
+                until = mute.detail.get("until") if isinstance(mute.detail, Mapping) else None
+                if isinstance(until, int | float) and until > now:
+                    self._hold(series, float(until), f"{mute.stage}:{mute.rule}")
+                return
+        due, reason = self._hold_due(series, routes[0], now)
+        if due > now:
+            self._hold(series, due, reason)
+            return
+        series.hold_until = None
         series.incidents = []
         for route in routes:
-            labels = route.group_labels(alert)
-            key = route.group_key(labels)
-            incident = self._incident_for(route, key, labels, now)
+            if route.topology and alert.service and alert.service in self.catalog.services:
+                incident = self._topology_incident(route, alert, now)
+                how = f"service {alert.service} is connected to this incident's services"
+            else:
+                labels = route.group_labels(alert)
+                incident = self._incident_for(route, route.group_key(labels), labels, now)
+                how = f"group {incident.key}"
             if alert.identity not in incident.alerts:
-                incident.record(now, "alert added", f"route:{route.name}",
-                                f"matched route {route.name}, group {key}", alert=alert.key)
-            incident.alerts[alert.identity] = alert
+                incident.record(now, "alert added", f"route:{route.name}", f"matched route {route.name}; {how}",
+                                alert=alert.key, service=alert.service)
+            self._attach(incident, alert, route, now)
             if incident.id not in series.incidents:  # a re-opened incident may have relinked it
                 series.incidents.append(incident.id)
             touched[incident.id] = incident
+
+    def _hold_due(self, series: _Series, route: Route, now: float) -> tuple[float, str]:
+        """When a firing episode may page: after `min_firing_for`, later while its series flaps."""
+        due, reason = series.fired_at + route.min_firing_for, "hold_down"
+        if route.flap_changes:
+            window_start = now - route.flap_window
+            recent = sum(1 for t in series.transitions if t >= window_start)
+            if recent >= route.flap_changes:
+                flap_due = series.fired_at + route.flap_clear_after
+                if flap_due > due:
+                    due, reason = flap_due, "flapping"
+        return due, reason
+
+    def _hold(self, series: _Series, until: float, reason: str) -> None:
+        if series.hold_until is None or until != series.hold_until:
+            series.hold_until = until
+            series.held_reason = reason
+            self._schedule(until, _HOLD, series.alert.identity)
+
+    def _release(self, identity: str, due: float, actions: list[Action]) -> None:
+        series = self.series.get(identity)
+        if series is None or series.hold_until != due:
+            return
+        series.hold_until = None
+        if series.alert.status is not AlertStatus.FIRING or series.incidents:
+            return
+        touched: dict[str, Incident] = {}
+        self._route(series, due, touched)
+        for incident in touched.values():
+            self._after_change(incident, due, actions)
+
+    def _attach(self, incident: Incident, alert: Alert, route: Route, now: float) -> None:
+        incident.alerts[alert.identity] = alert
+        if incident.first_alert_at is None or self.series[alert.identity].fired_at < incident.first_alert_at:
+            incident.first_alert_at = self.series[alert.identity].fired_at
+        if route.topology and alert.service:
+            self._topology.setdefault((route.name, alert.service), set()).add(incident.id)
+
+    def _topology_incident(self, route: Route, alert: Alert, now: float) -> Incident:
+        """The open incident of this route whose services are connected to the alert's, or a new one."""
+        service = alert.service
+        assert service is not None
+        best: tuple[int, float, str] | None = None
+        for neighbour in self.catalog.neighbours(service):
+            for inc_id in self._topology.get((route.name, neighbour), ()):
+                incident = self.incidents[inc_id]
+                if incident.status is IncidentStatus.RESOLVED:
+                    continue
+                if not self._service_active(incident, neighbour, now, route.topology_window):
+                    continue
+                links = sum(1 for n in self.catalog.neighbours(service)
+                            if n in incident_services(incident))
+                candidate = (links, -incident.created_at, inc_id)
+                if best is None or candidate > best:
+                    best = candidate
+        if best is not None:
+            return self.incidents[best[2]]
+        labels = {"service": service}
+        return self._incident_for(route, route.group_key(labels), labels, now)
+
+    @staticmethod
+    def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
+        for a in incident.alerts.values():
+            if a.service == service:
+                if a.status is AlertStatus.FIRING:
+                    return True
+                if a.ends_at is not None and now - a.ends_at <= window:
+                    return True
+        return False
 
     def _incident_for(self, route: Route, key: str, labels: dict[str, str], now: float) -> Incident:
         open_id = self._open_groups.get(key)
@@ -293,6 +423,33 @@ class Engine:
         self._open_groups[key] = incident.id
         self._schedule(now + route.group_wait, _GROUP_WAIT, incident.id)
         return incident
+
+    def _unindex(self, incident: Incident) -> None:
+        for service in incident_services(incident):
+            ids = self._topology.get((incident.route, service))
+            if ids is not None:
+                ids.discard(incident.id)
+                if not ids:
+                    del self._topology[(incident.route, service)]
+
+    def _reroute(self, incident: Incident, now: float) -> None:
+        """Assign the pool: the route's, else the owner of the incident's probable root cause."""
+        route = self._routes[incident.route]
+        if route.pool is not None:
+            return
+        services = incident_services(incident)
+        root = self.catalog.root_cause(services)
+        pool = self.catalog.owner(root)
+        if root != incident.root_cause:
+            incident.root_cause = root
+            if root is not None:
+                incident.record(now, "root cause", "topology",
+                                f"probable root cause {root}: the deepest failing dependency of "
+                                f"{', '.join(sorted(services))}", root_cause=root)
+        if pool is not None and pool != incident.pool:
+            previous = incident.pool
+            incident.pool = pool
+            incident.record(now, "routed", "topology", f"to {pool}, owner of {root}", pool=pool, previous=previous)
 
     def _relink(self, incident: Incident) -> None:
         """Follow an incident's known alerts again after a re-open, from their latest state.
@@ -375,6 +532,7 @@ class Engine:
         self._emit(incident, ActionKind.UPDATE, now, f"{incident.firing_count()} alert(s) firing", actions)
 
     def _close(self, incident: Incident, now: float, reason: str, actions: list[Action]) -> None:
+        self._unindex(incident)
         incident.status = IncidentStatus.RESOLVED
         incident.resolved_at = now
         incident.flush_due = None
@@ -392,7 +550,8 @@ class Engine:
         actions.append(Action(kind, now, incident.view(), incident.sinks, reason))
 
     def _reprioritise(self, incident: Incident, now: float) -> None:
-        result = self.config.priority.evaluate(incident.alerts.values())
+        self._reroute(incident, now)
+        result = self.config.priority.evaluate(incident.alerts.values(), incident.first_alert_at)
         if result.priority != incident.priority or not incident.priority_reason:
             previous = incident.priority if incident.priority_reason else None
             incident.priority = result.priority
@@ -432,3 +591,8 @@ class Engine:
         self._ingest(resolved, due, actions, touched)
         for incident in touched.values():
             self._after_change(incident, due, actions)
+
+
+def incident_services(incident: Incident) -> set[str]:
+    """The services an incident's alerts are about."""
+    return {a.service for a in incident.alerts.values() if a.service}

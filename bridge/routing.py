@@ -88,6 +88,13 @@ class Route:
     sinks: tuple[str, ...]
     pool: str | None
     continue_: bool
+    page: bool = True
+    topology: bool = False  # group by service topology (catalog depends_on) instead of labels
+    topology_window: float = 600.0
+    min_firing_for: float = 0.0  # hold-down: an alert must fire this long before it may page
+    flap_changes: int = 0  # flapping: this many state changes within flap_window ...
+    flap_window: float = 1800.0
+    flap_clear_after: float = 900.0  # ... hold each episode this long (a flapping series that stays up pages)
 
     def matches(self, alert: Alert) -> bool:
         if self.sources and alert.source not in self.sources:

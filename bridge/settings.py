@@ -34,10 +34,12 @@ __all__ = [
     "RouteSettings",
     "ServerSettings",
     "ServiceSettings",
+    "load_catalog",
     "load_settings",
     "parse_duration",
     "settings_model",
     "validate_settings",
+    "with_catalog",
 ]
 
 DEFAULT_CONFIG_PATH = Path("config/alertbridge.yaml")
@@ -117,13 +119,31 @@ class RouteSettings(_Model):
     pool: str | None = Field(None, description="Resolver pool the incidents are assigned to.")
     continue_: bool = Field(False, alias="continue",
                             description="Keep evaluating later routes after this one matched.")
+    page: bool = Field(True, description="False: alerts this route takes never open or page anything "
+                                         "(counted as dropped), e.g. for info-level alerts.")
+    grouping: str = Field("labels", pattern="^(labels|topology)$",
+                          description="labels: one incident per group_by values; topology: alerts on services "
+                                      "connected through the catalog's depends_on join one incident (alerts "
+                                      "on services outside the catalog fall back to labels).")
+    topology_window: Duration = Field(600.0, description="topology: a service whose alerts resolved longer ago "
+                                                         "than this no longer pulls new alerts in.")
+    min_firing_for: Duration = Field(0.0, description="Hold-down: an alert must fire this long before it may "
+                                                      "open or join an incident; resolved sooner, it never "
+                                                      "pages (counted as a page avoided).")
+    flap_changes: int = Field(0, ge=0, description="Flap detection: this many state changes of one series "
+                                                   "within flap_window make it flapping (0: off).")
+    flap_window: Duration = Field(1800.0, description="Window over which state changes are counted.")
+    flap_clear_after: Duration = Field(900.0, description="A flapping series pages only once an episode has "
+                                                          "fired this long.")
 
 
 class ServiceSettings(_Model):
     name: str = Field(description="Service name, as alerts name it (the service label).")
-    criticality: int = Field(3, ge=1, le=5, description="Criticality tier: 1 is the most critical.")
+    criticality: int = Field(3, ge=1, le=9, description="Criticality tier: 1 is the most critical.")
     owner: str | None = Field(None, description="Pool that owns the service.")
     business_hours: bool = Field(False, description="Only needed during business hours.")
+    depends_on: list[str] = Field(default_factory=list, description="Services this one calls or runs on.")
+    hosts: list[str] = Field(default_factory=list, description="Hosts the service runs on.")
 
 
 class PrioritySettings(_Model):
@@ -138,6 +158,12 @@ class PrioritySettings(_Model):
     matrix: dict[Level, dict[Level, str]] = Field(
         default_factory=lambda: {k: dict(v) for k, v in ITIL_MATRIX.items()},
         description="impact -> urgency -> priority label (default: ITIL 3x3 to P1..P5).")
+    blast_radius: dict[Level, int] = Field(
+        default_factory=dict,
+        description="Impact reached by the number of impacted services, e.g. {high: 6, medium: 3}.")
+    business_hours_downgrade: bool = Field(
+        False, description="Lower urgency one step when every impacted service is business-hours only and "
+                           "the incident started outside business hours (catalog business_hours).")
 
 
 class DispatchSettings(_Model):
@@ -173,7 +199,9 @@ def settings_model() -> type[BaseModel]:
         sources=(list[source_union], Field(default_factory=list, description="Monitoring tools that post.")),
         sinks=(list[sink_union], Field(default_factory=list, description="Where incidents are delivered.")),
         routes=(list[RouteSettings], Field(default_factory=list, description="Ordered routes; first match.")),
-        services=(list[ServiceSettings], Field(default_factory=list, description="Service catalog.")),
+        services=(list[ServiceSettings], Field(default_factory=list, description="Service catalog (inline).")),
+        catalog=(Path | None, Field(None, description="Service catalog file (YAML; see `alertbridge catalog "
+                                                      "import`), relative to this config file.")),
         priority=(PrioritySettings, Field(default_factory=PrioritySettings, description="Priority policy.")),
         dispatch=(DispatchSettings, Field(default_factory=DispatchSettings, description="Delivery retries.")),
     )
@@ -306,8 +334,36 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
     return problems
 
 
+def load_catalog(path: str | Path) -> Any:
+    """Read and validate a catalog file; raise ConfigError naming its problems."""
+    from bridge.catalog import CatalogSettings
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError([f"catalog: {path}: cannot read: {err.strerror or err}"]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([f"catalog: {path}: not YAML: {err}"]) from None
+    try:
+        return CatalogSettings.model_validate(raw or {})
+    except ValidationError as err:
+        raise ConfigError([f"catalog {path}: {_format_loc(tuple(e['loc']))}: {e['msg']}"
+                           for e in err.errors()]) from None
+
+
+def with_catalog(settings: Any, catalog: str | Path | None) -> Any:
+    """The settings with `catalog` replaced (the --catalog flag)."""
+    if catalog is None:
+        return settings
+    return settings.model_copy(update={"catalog": Path(catalog).resolve()})
+
+
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Any:
-    """Read and validate a YAML config file; raise ConfigError with every problem found."""
+    """Read and validate a YAML config file; raise ConfigError with every problem found.
+
+    A relative `catalog:` path is made relative to the config file's folder, and the catalog is
+    checked to load.
+    """
     try:
         text = Path(path).read_text()
     except OSError as err:
@@ -318,4 +374,9 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Any
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         raise ConfigError([f"{path}: {where}: {getattr(err, 'problem', None) or err}"]) from None
-    return validate_settings(raw, env)
+    settings = validate_settings(raw, env)
+    if settings.catalog is not None and not settings.catalog.is_absolute():
+        settings = settings.model_copy(update={"catalog": (Path(path).parent / settings.catalog).resolve()})
+    if settings.catalog is not None:
+        load_catalog(settings.catalog)
+    return settings

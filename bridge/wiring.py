@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.catalog import Catalog, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.plugins import SINKS, SOURCES, Sink, Source
 from bridge.priority import PriorityPolicy
 from bridge.routing import Route, compile_matchers
+from bridge.settings import load_catalog
 from correlators.dedup import DedupStage
 
 __all__ = ["build_engine", "build_sinks", "build_sources", "engine_config"]
@@ -30,18 +32,38 @@ def engine_config(settings: Any) -> EngineConfig:
             sinks=tuple(r.sinks),
             pool=r.pool,
             continue_=r.continue_,
+            page=r.page,
+            topology=r.grouping == "topology",
+            topology_window=r.topology_window,
+            min_firing_for=r.min_firing_for,
+            flap_changes=r.flap_changes,
+            flap_window=r.flap_window,
+            flap_clear_after=r.flap_clear_after,
         )
         for r in settings.routes
     )
+    catalog = build_catalog(settings)
     p = settings.priority
     policy = PriorityPolicy(
         urgency_by_severity=dict(p.urgency),
         impact_by_tier=dict(p.impact_by_tier),
         default_impact=p.default_impact,
         matrix={k: dict(v) for k, v in p.matrix.items()},
-        service_tiers={s.name: s.criticality for s in settings.services},
+        service_tiers={s.name: s.criticality for s in catalog.services.values()},
+        blast_radius=dict(p.blast_radius),
+        business_hours_downgrade=p.business_hours_downgrade,
+        business_hours_only=frozenset(s.name for s in catalog.services.values() if s.business_hours),
+        in_business_hours=catalog.business_hours.contains if catalog.business_hours else None,
     )
-    return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),))
+    return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog)
+
+
+def build_catalog(settings: Any) -> Catalog:
+    """The catalog file (if any) plus the config's inline `services:`."""
+    file_settings = load_catalog(settings.catalog) if settings.catalog is not None else None
+    inline = [ServiceEntry(name=s.name, owner=s.owner, criticality=s.criticality, business_hours=s.business_hours,
+                           depends_on=list(s.depends_on), hosts=list(s.hosts)) for s in settings.services]
+    return Catalog.build(file_settings, inline)
 
 
 def build_engine(settings: Any) -> Engine:

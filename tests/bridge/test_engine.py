@@ -659,12 +659,12 @@ def test_priority_change_on_update_is_in_the_timeline() -> None:
     assert "severity critical" in entries[-1].reason
 
 
-def test_priority_falls_when_the_urgent_alert_resolves() -> None:
-    """When the most severe alert resolves, the next update carries the lower priority."""
+def test_priority_does_not_fall_when_the_urgent_alert_resolves() -> None:
+    """An incident keeps the priority of its worst moment: a resolved critical alert still counts."""
     engine = make_engine(services={"api": 2})
     crit, warn = alert("CPU", service="api"), alert("CPU", instance="web2", severity="warning", service="api")
     actions = play(engine, [(0, crit), (0, warn), (400, resolved(crit))], 1000)
-    assert [(a.kind.value, a.incident.priority) for a in actions] == [(OPEN, "P2"), (UPDATE, "P3")]
+    assert [(a.kind.value, a.incident.priority) for a in actions] == [(OPEN, "P2"), (UPDATE, "P2")]
 
 
 def test_open_counts_by_priority() -> None:

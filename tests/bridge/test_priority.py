@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bridge.priority import ITIL_MATRIX, LEVELS
@@ -113,10 +115,32 @@ def test_most_severe_and_most_critical_win_across_alerts() -> None:
     assert "severity critical on Down" in result.reason
 
 
-def test_resolved_alerts_do_not_count() -> None:
-    """Only firing alerts count; with none the result is the lowest urgency and default impact."""
+def test_resolved_alerts_still_count() -> None:
+    """Every alert the incident has had counts, resolved ones too; with none, the lowest of both."""
     crit = alert(severity="critical", service="checkout")
     result = policy({"checkout": 1}).evaluate([resolved(crit), alert(severity="info")])
-    assert (result.impact, result.urgency, result.priority) == ("low", "low", "P5")
-    empty = policy({"checkout": 1}).evaluate([resolved(crit)])
-    assert (empty.priority, empty.reason.count("no firing alert")) == ("P5", 2)
+    assert (result.impact, result.urgency, result.priority) == ("high", "high", "P1")
+    empty = policy({"checkout": 1}).evaluate([])
+    assert (empty.priority, empty.reason.count("no alert")) == ("P5", 2)
+
+
+def test_blast_radius_raises_impact() -> None:
+    """Enough impacted services raise the impact whatever their tiers."""
+    p = replace(policy(), blast_radius={"high": 6, "medium": 3})
+    alerts = [alert(instance=f"h{i}", service=f"svc{i}", severity="warning") for i in range(3)]
+    assert (p.evaluate(alerts).impact, "3 services impacted" in p.evaluate(alerts).reason) == ("medium", True)
+    alerts += [alert(instance=f"h{i}", service=f"svc{i}", severity="warning") for i in range(3, 6)]
+    assert p.evaluate(alerts).impact == "high"
+
+
+@pytest.mark.parametrize(("first_at", "business_only", "urgency"), [
+    (9 * 3600.0 + 86400 * 4, True, "high"),
+    (3 * 3600.0 + 86400 * 4, True, "medium"),
+    (3 * 3600.0 + 86400 * 4, False, "high"),
+], ids=["in-hours-not-lowered", "out-of-hours-lowered", "not-business-only-not-lowered"])
+def test_business_hours_downgrade(first_at: float, business_only: bool, urgency: str) -> None:
+    """Urgency drops one step when all services are business-hours-only and it starts out of hours."""
+    p = replace(policy({"svc": 3}), business_hours_downgrade=True,
+                business_hours_only=frozenset({"svc"} if business_only else ()),
+                in_business_hours=lambda ts: 9 * 3600 <= ts % 86400 < 18 * 3600)
+    assert p.evaluate([alert(service="svc")], first_at).urgency == urgency
