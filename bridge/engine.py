@@ -50,6 +50,8 @@ class EngineConfig:
     stages: Sequence[Stage]
     catalog: Catalog = field(default_factory=Catalog.empty)
     muters: Sequence[Muter] = ()  # silences, maintenance, inhibition: consulted before an alert routes
+    #: source name -> how late it may report a resolve (see SourceConfig.resolve_latency)
+    resolve_latency: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -58,8 +60,8 @@ class _Series:
     incidents: list[str] = field(default_factory=list)
     expiry_scheduled: float | None = None
     fired_at: float = 0.0  # when the current firing episode was first seen
-    transitions: list[float] = field(default_factory=list)  # recent firing/resolved changes (flap detection)
     hold_until: float | None = None  # held back (hold-down, flapping, muted) until then
+    last_incidents: list[str] = field(default_factory=list)  # incidents of its previous episode
     held_reason: str = ""
 
 
@@ -75,6 +77,7 @@ class EngineStats:
     resolved: int = 0
     reopened: int = 0
     implied_resolves: int = 0  # alerts resolved because the sender resolved their whole group
+    merged: int = 0  # incidents merged into another one (topology)
     #: pages that were never sent because the alert was held back and resolved first, by reason
     pages_avoided: Counter[str] = field(default_factory=Counter)
 
@@ -91,7 +94,8 @@ class Engine:
         self._serial = 0
         self._routes = {route.name: route for route in config.routes}
         self._sender_groups: dict[str, set[str]] = {}  # source + sender group key -> alert identities
-        self._topology: dict[tuple[str, str], set[str]] = {}  # (route, service) -> unresolved incident ids
+        self._topology: dict[tuple[str, str], set[str]] = {}
+        self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts  # (route, service) -> unresolved incident ids
         self.catalog = config.catalog
         self.now = 0.0
         self.stats = EngineStats()
@@ -217,15 +221,14 @@ class Engine:
             series.alert = alert
         for muter in self.config.muters:
             muter.observe(alert, now)
-        changed = prev is None or prev.status is not alert.status
-        if changed:
-            series.transitions.append(now)
-            if len(series.transitions) > 64:
-                del series.transitions[:-64]
         if alert.status is AlertStatus.FIRING:
             self._schedule_expiry(series)
             if prev is None or prev.status is AlertStatus.RESOLVED:
                 series.fired_at = now
+                starts = self._episodes.setdefault(condition_key(alert), [])
+                starts.append(now)
+                if len(starts) > 32:
+                    del starts[:-32]
                 self._route(series, now, touched)
                 return
         elif series.hold_until is not None:
@@ -239,6 +242,8 @@ class Engine:
                 incident.alerts[identity] = alert
                 touched[inc_id] = incident
         if alert.status is AlertStatus.RESOLVED:
+            if series.incidents:
+                series.last_incidents = list(series.incidents)
             series.incidents.clear()
 
     def _track_sender_group(self, alerts: list[Alert], group: str, resolved: bool, now: float,
@@ -302,7 +307,7 @@ class Engine:
         series.incidents = []
         for route in routes:
             if route.topology and alert.service and alert.service in self.catalog.services:
-                incident = self._topology_incident(route, alert, now)
+                incident = self._topology_incident(route, alert, now, touched)
                 how = f"service {alert.service} is connected to this incident's services"
             else:
                 labels = route.group_labels(alert)
@@ -317,12 +322,19 @@ class Engine:
             touched[incident.id] = incident
 
     def _hold_due(self, series: _Series, route: Route, now: float) -> tuple[float, str]:
-        """When a firing episode may page: after `min_firing_for`, later while its series flaps."""
-        due, reason = series.fired_at + route.min_firing_for, "hold_down"
-        if route.flap_changes:
+        """When a firing episode may page: once known to have fired `min_firing_for`; later if it flaps.
+
+        A source that reports resolves late (`resolve_latency`) cannot say an alert is still firing
+        until that long after it fired, so the hold is at least that long for its alerts.
+        """
+        hold = route.min_firing_for
+        if hold:
+            hold = max(hold, self.config.resolve_latency.get(series.alert.source, 0.0))
+        due, reason = series.fired_at + hold, "hold_down"
+        if route.flap_episodes:
             window_start = now - route.flap_window
-            recent = sum(1 for t in series.transitions if t >= window_start)
-            if recent >= route.flap_changes:
+            recent = sum(1 for t in self._episodes.get(condition_key(series.alert), ()) if t >= window_start)
+            if recent >= route.flap_episodes:
                 flap_due = series.fired_at + route.flap_clear_after
                 if flap_due > due:
                     due, reason = flap_due, "flapping"
@@ -353,27 +365,65 @@ class Engine:
         if route.topology and alert.service:
             self._topology.setdefault((route.name, alert.service), set()).add(incident.id)
 
-    def _topology_incident(self, route: Route, alert: Alert, now: float) -> Incident:
-        """The open incident of this route whose services are connected to the alert's, or a new one."""
+    def _topology_incident(self, route: Route, alert: Alert, now: float, touched: dict[str, Incident]) -> Incident:
+        """The open incident of this route connected to the alert's service, or a new one.
+
+        When the alert connects several open incidents (a shared dependency failing under two
+        groups of symptoms), they become one: the oldest absorbs the others, which resolve with the
+        reason "merged".
+        """
         service = alert.service
         assert service is not None
-        best: tuple[int, float, str] | None = None
+        series = self.series[alert.identity]
+        for inc_id in series.last_incidents:  # a series firing again rejoins its open incident
+            incident = self.incidents.get(inc_id)
+            if incident is not None and incident.route == route.name and incident.status is not IncidentStatus.RESOLVED:
+                return incident
+        found: dict[str, Incident] = {}
         for neighbour in self.catalog.neighbours(service):
             for inc_id in self._topology.get((route.name, neighbour), ()):
                 incident = self.incidents[inc_id]
-                if incident.status is IncidentStatus.RESOLVED:
+                if incident.status is IncidentStatus.RESOLVED or inc_id in found:
                     continue
-                if not self._service_active(incident, neighbour, now, route.topology_window):
-                    continue
-                links = sum(1 for n in self.catalog.neighbours(service)
-                            if n in incident_services(incident))
-                candidate = (links, -incident.created_at, inc_id)
-                if best is None or candidate > best:
-                    best = candidate
-        if best is not None:
-            return self.incidents[best[2]]
-        labels = {"service": service}
-        return self._incident_for(route, route.group_key(labels), labels, now)
+                started = incident.first_alert_at if incident.first_alert_at is not None else incident.created_at
+                if now - started > route.topology_window:
+                    continue  # a new alert long after the incident began is a new problem
+                if self._service_active(incident, neighbour, now, route.topology_window):
+                    found[inc_id] = incident
+        if not found:
+            labels = {"service": service}
+            return self._incident_for(route, route.group_key(labels), labels, now)
+        ordered = sorted(found.values(), key=lambda i: (not i.opened, i.opened_at or i.created_at, i.id))
+        target = ordered[0]
+        for other in ordered[1:]:
+            self._merge(other, target, alert, now)
+            touched[other.id] = other
+        return target
+
+    def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
+        """Move every alert of `source` into `target`; `source` resolves as merged."""
+        self._unindex(source)
+        route = self._routes[target.route]
+        for identity, alert in source.alerts.items():
+            target.alerts[identity] = alert
+            series = self.series.get(identity)
+            if series is not None:
+                series.incidents = [target.id if i == source.id else i for i in series.incidents]
+                if series.incidents.count(target.id) > 1:
+                    series.incidents = list(dict.fromkeys(series.incidents))
+            if alert.service and route.topology:
+                self._topology.setdefault((route.name, alert.service), set()).add(target.id)
+        if source.first_alert_at is not None and (target.first_alert_at is None
+                                                  or source.first_alert_at < target.first_alert_at):
+            target.first_alert_at = source.first_alert_at
+        reason = f"connected through {via.service} ({via.key})"
+        target.record(now, "merged", "topology", f"absorbed {source.id}: {reason}", merged=source.id)
+        source.record(now, "merged", "topology", f"merged into {target.id}: {reason}", into=target.id)
+        source.merged_into = target.id
+        source.alerts = {}
+        if self._open_groups.get(source.key) == source.id:
+            del self._open_groups[source.key]
+        self.stats.merged += 1
 
     @staticmethod
     def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
@@ -468,6 +518,16 @@ class Engine:
     def _after_change(self, incident: Incident, now: float, actions: list[Action]) -> None:
         """Settle an incident after a batch of alert changes: resolve, open now, or coalesce."""
         incident.updated_at = now
+        if incident.merged_into is not None:
+            if incident.status is not IncidentStatus.RESOLVED:
+                if incident.opened:
+                    self._close(incident, now, f"merged into {incident.merged_into}", actions)
+                else:
+                    incident.status = IncidentStatus.RESOLVED
+                    incident.resolved_at = now
+                    if incident.revision == 0:
+                        del self.incidents[incident.id]
+            return
         if incident.firing_count() == 0:
             if not incident.opened:
                 self.stats.transient += 1
@@ -539,7 +599,8 @@ class Engine:
         self.stats.resolved += 1
         if self._open_groups.get(incident.key) == incident.id:
             del self._open_groups[incident.key]
-        self._last_resolved[incident.key] = incident.id
+        if incident.merged_into is None:
+            self._last_resolved[incident.key] = incident.id
         self._emit(incident, ActionKind.RESOLVE, now, reason, actions)
 
     def _emit(self, incident: Incident, kind: ActionKind, now: float, reason: str, actions: list[Action]) -> None:
@@ -591,6 +652,17 @@ class Engine:
         self._ingest(resolved, due, actions, touched)
         for incident in touched.values():
             self._after_change(incident, due, actions)
+
+
+def condition_key(alert: Alert) -> str:
+    """The condition an alert reports, whatever the sender's own ids for it (flap detection).
+
+    Some tools give every re-trigger a new id (a new dedup key, a new fingerprint): the condition is
+    what stays the same, the alert's name (or class) on its service and resource.
+    """
+    labels = alert.labels
+    name = labels.get("alertname") or labels.get("class") or alert.summary
+    return f"{alert.source}|{name}|{alert.service or ''}|{alert.resource or ''}"
 
 
 def incident_services(incident: Incident) -> set[str]:

@@ -44,6 +44,7 @@ class Incident:
     revision: int = 0
     first_alert_at: float | None = None  # first firing time of its earliest alert
     root_cause: str | None = None  # probable root-cause service (topology grouping)
+    merged_into: str | None = None  # absorbed by this incident (topology grouping)
     reopening: bool = False  # re-fired within reopen_window: pages again as an open
     dirty: bool = False  # changed since the last notification
     last_notified: float = 0.0

@@ -9,12 +9,14 @@ This module imports only the model, the errors and pydantic, so plugins may impo
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from bridge.model import Action, Alert
 
@@ -23,6 +25,7 @@ __all__ = [
     "SOURCES",
     "STAGES",
     "BasicAuth",
+    "Duration",
     "Outcome",
     "OutcomeKind",
     "Parsed",
@@ -37,10 +40,50 @@ __all__ = [
     "StageContext",
     "Verdict",
     "VerdictKind",
+    "parse_duration",
     "register_sink",
     "register_source",
     "register_stage",
 ]
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`30s`, `5m`, `1h30m`, `250ms`, or a number of seconds -> seconds (float, >= 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 30s, 5m or 1h30m")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite duration")
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration like 30s, 5m or 1h30m")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for found in _DURATION_RE.finditer(text):
+        if found.start() != pos:
+            break
+        total += float(found.group(1)) * _UNITS[found.group(2)]
+        pos = found.end()
+    if pos != len(text) or not text:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite duration")
+        if number < 0:
+            raise ValueError("must not be negative")
+        return number
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class PluginConfig(BaseModel):
@@ -70,6 +113,10 @@ class SourceAuth(BaseModel):
 
 class SourceConfig(PluginConfig):
     auth: SourceAuth | None = Field(None, description="Credential required on every request; none if unset.")
+    resolve_latency: Duration = Field(
+        0.0, description="How late this source may report that an alert already resolved (Alertmanager and "
+                         "Grafana batch resolves into the next group_interval, e.g. 5m). An alert is held back "
+                         "until it is known to have fired min_firing_for, so this much longer.")
 
 
 @dataclass(frozen=True, slots=True)

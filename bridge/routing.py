@@ -92,7 +92,7 @@ class Route:
     topology: bool = False  # group by service topology (catalog depends_on) instead of labels
     topology_window: float = 600.0
     min_firing_for: float = 0.0  # hold-down: an alert must fire this long before it may page
-    flap_changes: int = 0  # flapping: this many state changes within flap_window ...
+    flap_episodes: int = 0  # flapping: this many firing episodes of one condition within flap_window ...
     flap_window: float = 1800.0
     flap_clear_after: float = 900.0  # ... hold each episode this long (a flapping series that stays up pages)
 

@@ -11,7 +11,6 @@ discriminated by `type`; adding a plugin never touches this file.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bridge.errors import ConfigError
 from bridge.model import Severity
-from bridge.plugins import SINKS, SOURCES
+from bridge.plugins import SINKS, SOURCES, Duration, parse_duration
 from bridge.priority import ITIL_MATRIX, LEVELS
 
 __all__ = [
@@ -44,43 +43,7 @@ __all__ = [
 
 DEFAULT_CONFIG_PATH = Path("config/alertbridge.yaml")
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
-
-def parse_duration(value: Any) -> float:
-    """`30s`, `5m`, `1h30m`, `250ms`, or a number of seconds -> seconds (float, >= 0)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration like 30s, 5m or 1h30m")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("must be a finite duration")
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("must be a duration like 30s, 5m or 1h30m")
-    text = value.strip()
-    pos, total = 0, 0.0
-    for found in _DURATION_RE.finditer(text):
-        if found.start() != pos:
-            break
-        total += float(found.group(1)) * _UNITS[found.group(2)]
-        pos = found.end()
-    if pos != len(text) or not text:
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m)") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{value!r} is not a finite duration")
-        if number < 0:
-            raise ValueError("must not be negative")
-        return number
-    return total
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Level = Annotated[str, Field(pattern="^(high|medium|low)$")]
 
 
@@ -130,8 +93,10 @@ class RouteSettings(_Model):
     min_firing_for: Duration = Field(0.0, description="Hold-down: an alert must fire this long before it may "
                                                       "open or join an incident; resolved sooner, it never "
                                                       "pages (counted as a page avoided).")
-    flap_changes: int = Field(0, ge=0, description="Flap detection: this many state changes of one series "
-                                                   "within flap_window make it flapping (0: off).")
+    flap_episodes: int = Field(0, ge=0, description="Flap detection: this many firing episodes of one condition "
+                                                    "(same source, alert name, service and resource, whatever "
+                                                    "the sender's ids) within flap_window make it flapping "
+                                                    "(0: off).")
     flap_window: Duration = Field(1800.0, description="Window over which state changes are counted.")
     flap_clear_after: Duration = Field(900.0, description="A flapping series pages only once an episode has "
                                                           "fired this long.")

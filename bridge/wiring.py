@@ -36,7 +36,7 @@ def engine_config(settings: Any) -> EngineConfig:
             topology=r.grouping == "topology",
             topology_window=r.topology_window,
             min_firing_for=r.min_firing_for,
-            flap_changes=r.flap_changes,
+            flap_episodes=r.flap_episodes,
             flap_window=r.flap_window,
             flap_clear_after=r.flap_clear_after,
         )
@@ -55,7 +55,9 @@ def engine_config(settings: Any) -> EngineConfig:
         business_hours_only=frozenset(s.name for s in catalog.services.values() if s.business_hours),
         in_business_hours=catalog.business_hours.contains if catalog.business_hours else None,
     )
-    return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog)
+    latency = {s.name: s.resolve_latency for s in settings.sources}
+    return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog,
+                        resolve_latency=latency)
 
 
 def build_catalog(settings: Any) -> Catalog:

@@ -17,7 +17,10 @@ from pydantic import Field
 
 from bridge.errors import PayloadInvalid
 from bridge.model import Link, Severity, parse_time
-from bridge.plugins import SourceConfig
+from bridge.plugins import (
+    SourceConfig,
+    parse_duration,
+)
 
 __all__ = [
     "MAX_EPOCH",
@@ -182,22 +185,6 @@ def epoch_or_time(value: Any, field: str) -> float | None:
             raise PayloadInvalid(field, "is not a valid epoch time")
         return seconds
     return time_field(value, field)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Prometheus duration string (`90s`, `5m`, `1h30m`, `250ms`, `2d`)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as '5m' or a number of seconds")
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("must be a duration such as '5m' or a number of seconds")
-    text = value.strip()
-    if _NUMERIC.match(text):
-        return float(text)
-    if not _DURATION.fullmatch(text) or not text:
-        raise ValueError(f"invalid duration {value!r} (use e.g. '30s', '5m', '1h30m')")
-    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
