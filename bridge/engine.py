@@ -61,6 +61,7 @@ class _Series:
     expiry_scheduled: float | None = None
     fired_at: float = 0.0  # when the current firing episode was first seen
     hold_until: float | None = None  # held back (hold-down, flapping, muted) until then
+    pending: bool = False  # grouped into its incidents but not yet confirmed (held back)
     last_incidents: list[str] = field(default_factory=list)  # incidents of its previous episode
     held_reason: str = ""
 
@@ -237,11 +238,22 @@ class Engine:
             self.stats.transient += 1
             series.hold_until = None
         for inc_id in series.incidents:
-            incident = self.incidents.get(inc_id)
-            if incident is not None:
+            incident = self._live(inc_id)
+            if incident is None:
+                continue
+            if series.pending:
+                if alert.status is AlertStatus.FIRING:
+                    incident.pending[identity] = alert
+                else:
+                    incident.pending.pop(identity, None)
+            else:
                 incident.alerts[identity] = alert
-                touched[inc_id] = incident
+            touched[incident.id] = incident
         if alert.status is AlertStatus.RESOLVED:
+            if series.pending:
+                series.pending = False
+                series.incidents.clear()
+                return
             if series.incidents:
                 series.last_incidents = list(series.incidents)
             series.incidents.clear()
@@ -300,8 +312,9 @@ class Engine:
                     self._hold(series, float(until), f"{mute.stage}:{mute.rule}")
                 return
         due, reason = self._hold_due(series, routes[0], now)
-        if due > now:
-            self._hold(series, due, reason)
+        pending = due > now
+        if pending and not routes[0].group_held:
+            self._hold(series, due, reason)  # routed again when the hold ends
             return
         series.hold_until = None
         series.incidents = []
@@ -313,13 +326,20 @@ class Engine:
                 labels = route.group_labels(alert)
                 incident = self._incident_for(route, route.group_key(labels), labels, now)
                 how = f"group {incident.key}"
-            if alert.identity not in incident.alerts:
-                incident.record(now, "alert added", f"route:{route.name}", f"matched route {route.name}; {how}",
-                                alert=alert.key, service=alert.service)
-            self._attach(incident, alert, route, now)
+            if pending:
+                incident.pending[alert.identity] = alert
+                self._index(incident, alert, route)
+            else:
+                if alert.identity not in incident.alerts:
+                    incident.record(now, "alert added", f"route:{route.name}",
+                                    f"matched route {route.name}; {how}", alert=alert.key, service=alert.service)
+                self._attach(incident, alert, route, now)
             if incident.id not in series.incidents:  # a re-opened incident may have relinked it
                 series.incidents.append(incident.id)
             touched[incident.id] = incident
+        if pending:
+            series.pending = True
+            self._hold(series, due, reason)
 
     def _hold_due(self, series: _Series, route: Route, now: float) -> tuple[float, str]:
         """When a firing episode may page: once known to have fired `min_firing_for`; later if it flaps.
@@ -347,23 +367,67 @@ class Engine:
             self._schedule(until, _HOLD, series.alert.identity)
 
     def _release(self, identity: str, due: float, actions: list[Action]) -> None:
+        """A hold ended: confirm a pending alert in its incidents, or route a muted one again."""
         series = self.series.get(identity)
         if series is None or series.hold_until != due:
             return
         series.hold_until = None
-        if series.alert.status is not AlertStatus.FIRING or series.incidents:
+        if series.alert.status is not AlertStatus.FIRING:
             return
         touched: dict[str, Incident] = {}
-        self._route(series, due, touched)
+        if series.pending:
+            self._confirm(series, due, touched)
+        elif not series.incidents:
+            self._route(series, due, touched)
         for incident in touched.values():
             self._after_change(incident, due, actions)
 
+    def _confirm(self, series: _Series, now: float, touched: dict[str, Incident]) -> None:
+        alert = series.alert
+        series.pending = False
+        incidents = [i for i in (self._live(inc_id) for inc_id in series.incidents) if i is not None]
+        for muter in self.config.muters:  # muting is evaluated again: a source may have appeared since
+            mute = muter.mutes(alert, now)
+            if mute is not None:
+                self._drop(mute.stage, mute.reason, alert)
+                for incident in incidents:
+                    incident.pending.pop(alert.identity, None)
+                    touched[incident.id] = incident
+                series.incidents = []
+                return
+        series.incidents = []
+        held = now - series.fired_at
+        for incident in incidents:
+            incident.pending.pop(alert.identity, None)
+            route = self._routes[incident.route]
+            incident.record(now, "alert added", f"route:{route.name}",
+                            f"matched route {route.name}; fired {held:g}s ({series.held_reason or 'hold_down'})",
+                            alert=alert.key, service=alert.service)
+            self._attach(incident, alert, route, now)
+            if incident.id not in series.incidents:
+                series.incidents.append(incident.id)
+            touched[incident.id] = incident
+
+    def _live(self, incident_id_: str) -> Incident | None:
+        """The incident, or the one it was merged into."""
+        incident = self.incidents.get(incident_id_)
+        while incident is not None and incident.merged_into is not None:
+            incident = self.incidents.get(incident.merged_into)
+        return incident
+
+    def _index(self, incident: Incident, alert: Alert, route: Route) -> None:
+        series = self.series.get(alert.identity)
+        fired = series.fired_at if series is not None else self.now
+        if incident.first_alert_at is None or fired < incident.first_alert_at:
+            incident.first_alert_at = fired
+        if route.topology and alert.service:
+            slot = (route.name, alert.service)
+            self._topology.setdefault(slot, set()).add(incident.id)
+            incident.indexed.add(slot)
+
     def _attach(self, incident: Incident, alert: Alert, route: Route, now: float) -> None:
         incident.alerts[alert.identity] = alert
-        if incident.first_alert_at is None or self.series[alert.identity].fired_at < incident.first_alert_at:
-            incident.first_alert_at = self.series[alert.identity].fired_at
-        if route.topology and alert.service:
-            self._topology.setdefault((route.name, alert.service), set()).add(incident.id)
+        self._index(incident, alert, route)
 
     def _topology_incident(self, route: Route, alert: Alert, now: float, touched: dict[str, Incident]) -> Incident:
         """The open incident of this route connected to the alert's service, or a new one.
@@ -376,7 +440,7 @@ class Engine:
         assert service is not None
         series = self.series[alert.identity]
         for inc_id in series.last_incidents:  # a series firing again rejoins its open incident
-            incident = self.incidents.get(inc_id)
+            incident = self._live(inc_id)
             if incident is not None and incident.route == route.name and incident.status is not IncidentStatus.RESOLVED:
                 return incident
         found: dict[str, Incident] = {}
@@ -412,10 +476,18 @@ class Engine:
                 if series.incidents.count(target.id) > 1:
                     series.incidents = list(dict.fromkeys(series.incidents))
             if alert.service and route.topology:
-                self._topology.setdefault((route.name, alert.service), set()).add(target.id)
+                self._index(target, alert, route)
         if source.first_alert_at is not None and (target.first_alert_at is None
                                                   or source.first_alert_at < target.first_alert_at):
             target.first_alert_at = source.first_alert_at
+        for identity, alert in source.pending.items():
+            target.pending[identity] = alert
+            series = self.series.get(identity)
+            if series is not None:
+                series.incidents = list(dict.fromkeys(target.id if i == source.id else i for i in series.incidents))
+            if alert.service and route.topology:
+                self._index(target, alert, route)
+        source.pending = {}
         reason = f"connected through {via.service} ({via.key})"
         target.record(now, "merged", "topology", f"absorbed {source.id}: {reason}", merged=source.id)
         source.record(now, "merged", "topology", f"merged into {target.id}: {reason}", into=target.id)
@@ -427,6 +499,9 @@ class Engine:
 
     @staticmethod
     def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
+        for a in incident.pending.values():
+            if a.service == service:
+                return True
         for a in incident.alerts.values():
             if a.service == service:
                 if a.status is AlertStatus.FIRING:
@@ -475,19 +550,20 @@ class Engine:
         return incident
 
     def _unindex(self, incident: Incident) -> None:
-        for service in incident_services(incident):
-            ids = self._topology.get((incident.route, service))
+        for slot in incident.indexed:
+            ids = self._topology.get(slot)
             if ids is not None:
                 ids.discard(incident.id)
                 if not ids:
-                    del self._topology[(incident.route, service)]
+                    del self._topology[slot]
+        incident.indexed.clear()
 
     def _reroute(self, incident: Incident, now: float) -> None:
         """Assign the pool: the route's, else the owner of the incident's probable root cause."""
         route = self._routes[incident.route]
         if route.pool is not None:
             return
-        services = incident_services(incident)
+        services = {a.service for a in incident.alerts.values() if a.service}  # confirmed alerts only
         root = self.catalog.root_cause(services)
         pool = self.catalog.owner(root)
         if root != incident.root_cause:
@@ -529,12 +605,16 @@ class Engine:
                         del self.incidents[incident.id]
             return
         if incident.firing_count() == 0:
+            if not incident.opened and incident.pending:
+                return  # nothing confirmed yet: wait for the held alerts
             if not incident.opened:
                 self.stats.transient += 1
                 incident.status = IncidentStatus.RESOLVED
                 incident.resolved_at = now
                 incident.record(now, "dropped", "engine", "all alerts resolved within group_wait: transient")
-                self._open_groups.pop(incident.key, None)
+                self._unindex(incident)
+                if self._open_groups.get(incident.key) == incident.id:
+                    del self._open_groups[incident.key]
                 if incident.revision == 0:
                     del self.incidents[incident.id]
                 return
@@ -666,5 +746,7 @@ def condition_key(alert: Alert) -> str:
 
 
 def incident_services(incident: Incident) -> set[str]:
-    """The services an incident's alerts are about."""
-    return {a.service for a in incident.alerts.values() if a.service}
+    """The services an incident's alerts are about, held (not yet confirmed) ones included."""
+    found = {a.service for a in incident.alerts.values() if a.service}
+    found.update(a.service for a in incident.pending.values() if a.service)
+    return found

@@ -50,6 +50,10 @@ class Incident:
     last_notified: float = 0.0
     flush_due: float | None = None
     alerts: dict[str, Alert] = field(default_factory=dict)  # identity -> latest alert
+    #: alerts grouped here while held back (hold-down): they shape grouping and root cause, but are
+    #: not part of the incident (nor listed to sinks) until confirmed; one that resolves first is dropped
+    pending: dict[str, Alert] = field(default_factory=dict)
+    indexed: set[tuple[str, str]] = field(default_factory=set)  # (route, service) slots of the topology index
     timeline: list[TimelineEntry] = field(default_factory=list)
     timeline_dropped: int = 0
 

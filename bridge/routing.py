@@ -94,7 +94,8 @@ class Route:
     min_firing_for: float = 0.0  # hold-down: an alert must fire this long before it may page
     flap_episodes: int = 0  # flapping: this many firing episodes of one condition within flap_window ...
     flap_window: float = 1800.0
-    flap_clear_after: float = 900.0  # ... hold each episode this long (a flapping series that stays up pages)
+    flap_clear_after: float = 900.0
+    group_held: bool = False  # held alerts already shape grouping (pending), see Incident.pending  # ... hold each episode this long (a flapping series that stays up pages)
 
     def matches(self, alert: Alert) -> bool:
         if self.sources and alert.source not in self.sources:

@@ -100,6 +100,9 @@ class RouteSettings(_Model):
     flap_window: Duration = Field(1800.0, description="Window over which state changes are counted.")
     flap_clear_after: Duration = Field(900.0, description="A flapping series pages only once an episode has "
                                                           "fired this long.")
+    group_held: bool = Field(False, description="Alerts still held back already join incidents (as pending: "
+                                                "they shape grouping, not pages), so the symptoms of one "
+                                                "failure gather before the first page.")
 
 
 class ServiceSettings(_Model):

@@ -39,6 +39,7 @@ def engine_config(settings: Any) -> EngineConfig:
             flap_episodes=r.flap_episodes,
             flap_window=r.flap_window,
             flap_clear_after=r.flap_clear_after,
+            group_held=r.group_held,
         )
         for r in settings.routes
     )
