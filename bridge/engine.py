@@ -96,7 +96,7 @@ class Engine:
         self._routes = {route.name: route for route in config.routes}
         self._sender_groups: dict[str, set[str]] = {}  # source + sender group key -> alert identities
         self._topology: dict[tuple[str, str], set[str]] = {}
-        self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts  # (route, service) -> unresolved incident ids
+        self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts
         self.catalog = config.catalog
         self.now = 0.0
         self.stats = EngineStats()
@@ -205,6 +205,10 @@ class Engine:
             if prev.status is AlertStatus.FIRING and (not alert.summary or alert.key == prev.key):
                 # a bare resolve (PagerDuty) or the resolve of the same episode: keep what we knew
                 alert = replace(prev, status=AlertStatus.RESOLVED, ends_at=alert.ends_at or now)
+            elif prev.status is AlertStatus.FIRING and alert.starts_at > prev.starts_at:
+                # the resolve of a later episode than the one we saw fire: the sender (Alertmanager
+                # between two group_interval ticks) hid a resolve and a re-fire. Count that episode.
+                self._episodes.setdefault(condition_key(alert), []).append(now)
         ctx = StageContext(now, prev)
         for stage in self.config.stages:
             verdict = stage.process(alert, ctx)

@@ -95,7 +95,7 @@ class Route:
     flap_episodes: int = 0  # flapping: this many firing episodes of one condition within flap_window ...
     flap_window: float = 1800.0
     flap_clear_after: float = 900.0
-    group_held: bool = False  # held alerts already shape grouping (pending), see Incident.pending  # ... hold each episode this long (a flapping series that stays up pages)
+    group_held: bool = False  # held alerts already shape grouping (pending), see Incident.pending
 
     def matches(self, alert: Alert) -> bool:
         if self.sources and alert.source not in self.sources:

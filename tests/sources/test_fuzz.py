@@ -15,9 +15,12 @@ from bridge.errors import PayloadInvalid
 from bridge.model import Alert
 from bridge.plugins import Parsed
 from sources.alertmanager import AlertmanagerSource, AlertmanagerSourceConfig
+from sources.datadog import DatadogSource, DatadogSourceConfig
 from sources.generic import GenericSource, GenericSourceConfig
+from sources.grafana import GrafanaSource, GrafanaSourceConfig
 from sources.pagerduty import PagerDutySource, PagerDutySourceConfig
 from sources.prometheus import PrometheusSource, PrometheusSourceConfig
+from tests.sources.conftest import FIXTURES as FIXTURE_DIR
 from tests.sources.conftest import load_fixture
 
 NOW = 1795458600.0  # 2026-11-23T18:30:00Z
@@ -182,5 +185,99 @@ def test_deeply_nested_values(kind: str) -> None:
 @pytest.mark.parametrize("kind", sorted(SOURCES))
 @pytest.mark.parametrize("depth", [1023, 5000], ids=["at-decoder-limit", "beyond-decoder-limit"])
 def test_deeply_nested_bodies(kind: str, depth: int) -> None:
+    """A body nested past the decoder's limit is a 400 on `body`; one just inside it is handled."""
+    check(kind, b"[" * depth + b"]" * depth)
+
+
+# ------------------------------------------------------------------------------ grafana and datadog
+# Added after the tests above (whose parametrization was fixed when they were defined), so the
+# newer sources get their own copies of the same checks, over their fixtures and storm samples.
+
+SOURCES["grafana"] = GrafanaSource(GrafanaSourceConfig(name="graf", type="grafana"))
+SOURCES["datadog"] = DatadogSource(DatadogSourceConfig(name="dd", type="datadog"))
+SOURCES["datadog-fields"] = DatadogSource(DatadogSourceConfig(
+    name="ddf", type="datadog", fingerprint_fields=["alert_id", "org.id", 'tags["x"]'],
+))
+NEWER = ["datadog", "datadog-fields", "grafana"]
+
+
+def _storm_bodies(name: str) -> list[Any]:
+    lines = (FIXTURE_DIR / "storm" / name).read_bytes().splitlines()
+    return [orjson.loads(line)["body"] for line in lines if line.strip()]
+
+
+_DATADOG_DOCS = [orjson.loads(load_fixture(f"datadog/{name}")) for name in (
+    "webhook_default_payload_rendered_triggered.json", "webhook_default_template.json",
+    "webhook_template_extended_servicenow.json")] + _storm_bodies("datadog_samples.jsonl")
+_GRAFANA_DOCS = [orjson.loads(load_fixture(f"grafana/{name}")) for name in (
+    "webhook_firing_docs.json", "webhook_grafana12_test_alert_keep.json")] + _storm_bodies("grafana_samples.jsonl")
+NEWER_DOCS: dict[str, list[Any]] = {
+    "grafana": _GRAFANA_DOCS, "datadog": _DATADOG_DOCS, "datadog-fields": _DATADOG_DOCS,
+}
+
+#: The newer sources' field names and template values, so random objects reach past the first check.
+NEWER_KEYS = KEYS | st.sampled_from([
+    "alert_id", "alert_title", "alert_transition", "alert_type", "alert_status", "alert_priority",
+    "priority", "alert_scope", "aggreg_key", "alert_cycle_key", "hostname", "host_name", "tags", "link",
+    "title", "body", "date", "last_updated", "org", "id", "dashboardURL", "panelURL", "silenceURL",
+    "externalURL", "groupKey", "state", "instance", "service",
+])
+NEWER_SCALARS = SCALARS | st.sampled_from([
+    "Triggered", "Re-Triggered", "Recovered", "Warn", "No Data", "success", "warning", "P1", "alerting",
+    "ok", "no_data", "pending", "$ALERT_CYCLE_KEY", "$TAGS", "env:prod,host:a,service:b,bare", "1591216985000",
+    "[Triggered on {host:a}] x", "[P1] [Recovered] y", "%%%\nRunbook: https://rb.example/1\n%%%",
+    "The monitor was last triggered at Wed Jun 03 2020 20:43:04 UTC.", "https://app.example/monitors#12",
+    "?orgId=1", "http://[::1", "https://grafana.example/",
+])
+NEWER_JSON = st.recursive(
+    NEWER_SCALARS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(NEWER_KEYS, children, max_size=6),
+    max_leaves=30,
+)
+
+
+@pytest.mark.parametrize("kind", NEWER)
+@FUZZ
+@given(body=st.binary(max_size=300))
+def test_newer_sources_arbitrary_bytes(kind: str, body: bytes) -> None:
+    """Random bytes are parsed or rejected with PayloadInvalid by grafana and datadog, never another exception."""
+    check(kind, body)
+
+
+@pytest.mark.parametrize("kind", NEWER)
+@FUZZ
+@given(value=NEWER_JSON)
+def test_newer_sources_arbitrary_json(kind: str, value: Any) -> None:
+    """Any JSON value, with their field names and template values, is parsed or rejected with PayloadInvalid."""
+    check(kind, json.dumps(value).encode())
+
+
+@pytest.mark.parametrize("kind", NEWER)
+@FUZZ
+@given(data=st.data())
+def test_newer_sources_mutated_real_fixtures(kind: str, data: st.DataObject) -> None:
+    """Vendor fixtures and storm deliveries with keys dropped or replaced are parsed or rejected cleanly."""
+    doc = json.loads(json.dumps(data.draw(st.sampled_from(NEWER_DOCS[kind]))))  # a fresh copy to mutate
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        doc = mutate(data, doc)
+    check(kind, json.dumps(doc).encode())
+
+
+NEWER_DEEP_BODIES = {
+    "grafana": {"alerts": [{"labels": {"a": DEEP}, "startsAt": "2026-11-23T18:22:10Z"}]},
+    "datadog": {"alert_id": "1", "tags": DEEP, "title": DEEP},
+    "datadog-fields": {"alert_id": DEEP, "org": {"id": DEEP}},
+}
+
+
+@pytest.mark.parametrize("kind", NEWER)
+def test_newer_sources_deeply_nested_values(kind: str) -> None:
+    """Values nested deeper than the JSON encoder accepts are rejected cleanly (no RecursionError)."""
+    check(kind, json.dumps(NEWER_DEEP_BODIES[kind]).encode())
+
+
+@pytest.mark.parametrize("kind", NEWER)
+@pytest.mark.parametrize("depth", [1023, 5000], ids=["at-decoder-limit", "beyond-decoder-limit"])
+def test_newer_sources_deeply_nested_bodies(kind: str, depth: int) -> None:
     """A body nested past the decoder's limit is a 400 on `body`; one just inside it is handled."""
     check(kind, b"[" * depth + b"]" * depth)
