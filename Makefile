@@ -39,5 +39,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.bench.loadgen --help >/dev/null
 	$(BIN)/python -m pytest -m slow tests/bench -s
 
+# Replay every storm data set (../shared/storm) with config/examples/storm.yaml and print the scores.
+storm: $(VENV)/.installed-dev
+	$(BIN)/python tests/storm/run.py
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

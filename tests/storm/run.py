@@ -18,22 +18,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STORM = ROOT.parent / "shared" / "storm"
 CONFIG = ROOT / "config" / "examples" / "storm.yaml"
-COLUMNS = [
-    ("pairwise_f1", "F1", ">= 0.9"), ("ari", "ARI", ">= 0.85"), ("noise_pages", "noise pages", "0"),
-    ("missed_incidents", "missed", "0"), ("routing_accuracy", "routing", ">= 0.95"),
-    ("priority_exact", "priority", ">= 0.9"), ("paged_before_outage", "before outage", ">= 0.6"),
-    ("ttp_median", "TTP median s", "<= 120"),
+#: (label, how to read it from score.py's JSON, target, comparison)
+FIGURES = [
+    ("F1", lambda s: s["grouping"]["pairwise_f1"], 0.9, ">="),
+    ("ARI", lambda s: s["grouping"]["adjusted_rand_index"], 0.85, ">="),
+    ("noise pages", lambda s: s["noise_pages"], 0, "<="),
+    ("missed", lambda s: s["missed_incidents"], 0, "<="),
+    ("routing", lambda s: s["routing_accuracy"], 0.95, ">="),
+    ("priority exact", lambda s: s["priority_accuracy_exact"], 0.9, ">="),
+    ("paged before outage", lambda s: s["paged_before_outage"]["rate"], 0.6, ">="),
+    ("TTP median s", lambda s: s["time_to_page_s"]["median"] or float("inf"), 120, "<="),
+    ("replay s", lambda s: s["replay_seconds"], 10, "<="),
 ]
-TARGETS = {"pairwise_f1": (">=", 0.9), "ari": (">=", 0.85), "noise_pages": ("<=", 0), "missed_incidents": ("<=", 0),
-           "routing_accuracy": (">=", 0.95), "priority_exact": (">=", 0.9), "paged_before_outage": (">=", 0.6),
-           "ttp_median": ("<=", 120)}
 
 
-def dig(data: dict, *names: str) -> object:
-    for name in names:
-        if name in data:
-            return data[name]
-    return None
+def meets(value: float, target: float, op: str) -> bool:
+    return value >= target if op == ">=" else value <= target
+
+
+def table(results: dict[str, dict]) -> str:
+    """A Markdown table: one row per data set, the target in the header, a mark where it is missed."""
+    head = "| data set | " + " | ".join(f"{label} ({op} {target:g})" for label, _, target, op in FIGURES) + " |"
+    rows = [head, "|" + " --- |" * (len(FIGURES) + 1)]
+    for name, scores in results.items():
+        cells = []
+        for _, read, target, op in FIGURES:
+            value = read(scores)
+            text = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+            cells.append(text if meets(value, target, op) else f"**{text}** ✗")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def replay_and_score(folder: Path, work: Path) -> dict:
@@ -55,21 +69,6 @@ def replay_and_score(folder: Path, work: Path) -> dict:
     return scores
 
 
-def flatten(scores: dict) -> dict:
-    """The figures the targets name, whatever nesting score.py uses."""
-    flat: dict = {}
-
-    def walk(prefix: str, value: object) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            flat[prefix[:-1]] = value
-
-    walk("", scores)
-    return flat
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", nargs="*", help="data set folder names (default: all)")
@@ -82,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for folder in folders:
             results[folder.name] = replay_and_score(folder, Path(tmp))
-    print(json.dumps(results, indent=1) if args.json is None else "")
+    print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `make storm` runs this file
     sys.exit(main())
