@@ -28,6 +28,14 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/alerts", list_alerts)
     r.add_get(f"{PREFIX}/dead-letters", list_dead_letters)
     r.add_post(f"{PREFIX}/dead-letters/{{id}}/retry", retry_dead_letter)
+    r.add_get(f"{PREFIX}/silences", list_silences)
+    r.add_post(f"{PREFIX}/silences", create_silence)
+    r.add_get(f"{PREFIX}/silences/{{id}}", get_silence)
+    r.add_delete(f"{PREFIX}/silences/{{id}}", expire_silence)
+    r.add_get(f"{PREFIX}/maintenance", list_windows)
+    r.add_post(f"{PREFIX}/maintenance", create_window)
+    r.add_get(f"{PREFIX}/maintenance/{{id}}", get_window)
+    r.add_delete(f"{PREFIX}/maintenance/{{id}}", delete_window)
     r.add_get(f"{PREFIX}/openapi.json", openapi)
 
 
@@ -175,3 +183,63 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(request.app))
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as err:
+        raise PayloadInvalid("body", f"invalid JSON: {err}") from None
+
+
+def _invalid(err: ValueError) -> PayloadInvalid:
+    """A correlator's `field: reason` ValueError as a 400 naming the field."""
+    text = str(err)
+    field, sep, reason = text.partition(": ")
+    return PayloadInvalid(field if sep and " " not in field else "body", reason if sep else text)
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    state = _enum_param(request, "state", ["pending", "active", "expired"])
+    items = request.app[RUNTIME].silences(state)
+    return _json({"total": len(items), "items": items})
+
+
+async def create_silence(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        created = await request.app[RUNTIME].create_silence(body)
+    except ValueError as err:
+        raise _invalid(err) from None
+    return _json(created, status=201)
+
+
+async def get_silence(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].silence(request.match_info["id"]))
+
+
+async def expire_silence(request: web.Request) -> web.Response:
+    return _json(await request.app[RUNTIME].expire_silence(request.match_info["id"]))
+
+
+async def list_windows(request: web.Request) -> web.Response:
+    items = request.app[RUNTIME].windows()
+    return _json({"total": len(items), "items": items})
+
+
+async def create_window(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        created = await request.app[RUNTIME].create_window(body)
+    except ValueError as err:
+        raise _invalid(err) from None
+    return _json(created, status=201)
+
+
+async def get_window(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].window(request.match_info["id"]))
+
+
+async def delete_window(request: web.Request) -> web.Response:
+    await request.app[RUNTIME].delete_window(request.match_info["id"])
+    return web.Response(status=204)

@@ -23,7 +23,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge.catalog import Catalog
 from bridge.incidents import Incident, incident_id
@@ -179,6 +179,40 @@ class Engine:
                 series.incidents.remove(incident.id)
         incident.record(now, "resolved", by, "resolved by hand")
         self._close(incident, now, f"resolved by {by}", actions)
+        return actions
+
+    # ------------------------------------------------------------------------ silences, maintenance
+
+    def muter(self, type_name: str) -> Any:
+        """The configured muter of this type (`silences`, `maintenance`, `inhibit`), or None."""
+        return next((m for m in self.config.muters if m.type_name == type_name), None)
+
+    def set_silence(self, data: Mapping[str, Any], now: float) -> tuple[list[Action], Any]:
+        """Create or update a silence (its journaled form); returns the silence as stored."""
+        from correlators.silences import Silence
+
+        actions = self.advance(now)
+        return actions, self.muter("silences").add(Silence.from_dict(data), now)
+
+    def expire_silence(self, silence_id: str, now: float) -> list[Action]:
+        actions = self.advance(now)
+        store = self.muter("silences")
+        if silence_id in store:
+            store.expire(silence_id, now)
+        return actions
+
+    def set_window(self, data: Mapping[str, Any], now: float) -> list[Action]:
+        from correlators.maintenance import MaintenanceWindow
+
+        actions = self.advance(now)
+        self.muter("maintenance").add(MaintenanceWindow.from_dict(data))
+        return actions
+
+    def delete_window(self, window_id: str, now: float) -> list[Action]:
+        actions = self.advance(now)
+        calendar = self.muter("maintenance")
+        if window_id in calendar:
+            calendar.remove(window_id)
         return actions
 
     # ----------------------------------------------------------------------------------- queries

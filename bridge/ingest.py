@@ -25,11 +25,13 @@ from bridge.log import get_logger
 from bridge.model import Action
 from bridge.plugins import Parsed, Source
 
-__all__ = ["ENTRY_ACK", "ENTRY_RESOLVE", "ENTRY_WEBHOOK", "Applier"]
+__all__ = ["ENTRY_ACK", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_WEBHOOK", "ENTRY_WINDOW", "Applier"]
 
 ENTRY_WEBHOOK = "webhook"
 ENTRY_ACK = "acknowledge"
 ENTRY_RESOLVE = "resolve"
+ENTRY_SILENCE = "silence"  # {"op": "set", "silence": {...}} | {"op": "expire", "id": ...}
+ENTRY_WINDOW = "maintenance"  # {"op": "set", "window": {...}} | {"op": "delete", "id": ...}
 
 log = get_logger("alertbridge.ingest")
 
@@ -85,6 +87,14 @@ class Applier:
             return engine.acknowledge(data["incident"], data.get("by") or "api", at)
         if kind == ENTRY_RESOLVE:
             return engine.resolve(data["incident"], data.get("by") or "api", at)
+        if kind == ENTRY_SILENCE:
+            if data.get("op") == "set":
+                return engine.set_silence(data["silence"], at)[0]
+            return engine.expire_silence(data["id"], at)
+        if kind == ENTRY_WINDOW:
+            if data.get("op") == "set":
+                return engine.set_window(data["window"], at)
+            return engine.delete_window(data["id"], at)
         log.warning("journal entry of unknown kind skipped", kind=kind)
         return engine.advance(at)
 

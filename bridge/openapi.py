@@ -39,6 +39,8 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str, requ
 _LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size.")
 _OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip.")
 _ID = _param("id", "path", {"type": "string"}, "Incident id.")
+_SID = _param("id", "path", {"type": "string"}, "Silence id.")
+_WID = _param("id", "path", {"type": "string"}, "Maintenance window id.")
 _ACTOR_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "additionalProperties": False,
     "properties": {"by": {"type": "string", "maxLength": 200, "description": "Who did it."}}}}}}
@@ -106,6 +108,35 @@ _PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_param("id", "path", {"type": "integer"}, "Delivery id.")],
         "responses": {"200": _resp("The delivery, pending again.", {"type": "object"}),
                       **_errors(400, 404, 409)}}},
+    "/api/v1/silences": {
+        "get": {"summary": "Silences with their state, use, and whether they matched nothing for long.",
+                "tags": ["silences"],
+                "parameters": [_param("state", "query", {"type": "string", "enum": ["pending", "active", "expired"]},
+                                      "Only this state.")],
+                "responses": {"200": _resp("The silences.", {"type": "object"}), **_errors(400)}},
+        "post": {"summary": "Create a silence: matchers, starts_at, ends_at or duration, created_by, comment.",
+                 "tags": ["silences"],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                     "$ref": "#/components/schemas/SilenceRequest"}}}},
+                 "responses": {"201": _resp("The silence.", {"type": "object"}), **_errors(400, 503)}}},
+    "/api/v1/silences/{id}": {
+        "get": {"summary": "One silence.", "tags": ["silences"], "parameters": [_SID],
+                "responses": {"200": _resp("The silence.", {"type": "object"}), **_errors(404)}},
+        "delete": {"summary": "Expire a silence now (it stays listed as expired).", "tags": ["silences"],
+                   "parameters": [_SID],
+                   "responses": {"200": _resp("The expired silence.", {"type": "object"}), **_errors(404, 503)}}},
+    "/api/v1/maintenance": {
+        "get": {"summary": "Maintenance windows (config, catalog and API), with current and next occurrence.",
+                "tags": ["maintenance"], "responses": {"200": _resp("The windows.", {"type": "object"})}},
+        "post": {"summary": "Declare a maintenance window: services | hosts | matchers, start and end, or rrule | "
+                            "cron with duration and timezone.", "tags": ["maintenance"],
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                 "responses": {"201": _resp("The window.", {"type": "object"}), **_errors(400, 409, 503)}}},
+    "/api/v1/maintenance/{id}": {
+        "get": {"summary": "One maintenance window.", "tags": ["maintenance"], "parameters": [_WID],
+                "responses": {"200": _resp("The window.", {"type": "object"}), **_errors(404)}},
+        "delete": {"summary": "Remove a maintenance window.", "tags": ["maintenance"], "parameters": [_WID],
+                   "responses": {"204": _resp("Removed."), **_errors(404, 503)}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document.", "tags": ["meta"],
                                      "responses": {"200": _resp("OpenAPI 3.1 document.", {"type": "object"})}}},
     "/healthz": {"get": {"summary": "Liveness.", "tags": ["meta"], "responses": {"200": _resp("Alive.")}}},
@@ -145,6 +176,16 @@ _SCHEMAS: dict[str, Any] = {
         "group_labels": {"type": "object"}, "alerts_firing": {"type": "integer"},
         "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
         "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/TimelineEntry"}}}},
+    "SilenceRequest": {"type": "object", "required": ["matchers", "created_by", "comment"],
+                       "additionalProperties": False, "properties": {
+        "matchers": {"type": "array", "minItems": 1, "items": {"oneOf": [
+            {"type": "string", "description": "name=value, name!=value, name=~regex, name!~regex"},
+            {"type": "object", "properties": {"name": {"type": "string"}, "op": {"type": "string"},
+                                              "value": {"type": "string"}}}]}},
+        "starts_at": {"type": "string", "format": "date-time"},
+        "ends_at": {"type": "string", "format": "date-time"},
+        "duration": {"type": "string", "description": "e.g. 2h (instead of ends_at)"},
+        "created_by": {"type": "string"}, "comment": {"type": "string"}}},
     "IncidentPage": {"type": "object", "properties": {
         "total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"},
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}},

@@ -1,8 +1,9 @@
 """Replay a recorded stream through the same sources and engine, on the recorded clock.
 
 Input: JSON lines `{"at": seconds-or-RFC3339, "source": NAME, "body": <the tool's JSON>}` (plain or
-gzip), and the operations people made through the API, `{"at", "op": "acknowledge"|"resolve",
-"incident": ID, "by": WHO}` (`alertbridge export` writes both from a data directory's journal).
+gzip), and the operations people made through the API, `{"at", "op": "acknowledge" | "resolve" |
+"silence" | "maintenance", "data": {...}}` (`alertbridge export` writes both from a data directory's
+journal; acknowledge and resolve may also be written `{"at", "op", "incident", "by"}`).
 Numeric `at` values are seconds on the stream's own clock, offset by `start` (epoch seconds) to give
 the engine its wall-clock time; RFC 3339 values are absolute. No network, no sinks, no
 journal: as fast as the CPU allows.
@@ -27,11 +28,14 @@ import orjson
 
 from bridge.engine import Engine
 from bridge.errors import PayloadInvalid
-from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_WEBHOOK, Applier
+from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
 from bridge.model import Action, ActionKind, parse_time
 from bridge.plugins import Source
 
 __all__ = ["ReplayError", "ReplaySummary", "events_for", "journal_records", "open_binary", "replay", "stream_lines"]
+
+
+_OPS = (ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WINDOW)
 
 
 class ReplayError(Exception):
@@ -126,7 +130,7 @@ def replay(lines: Iterable[tuple[int, str | bytes]], engine: Engine, sources: di
             at_raw, op = record["at"], record.get("op")
             if op is None:
                 source_name, body = record["source"], record["body"]
-            elif op not in (ENTRY_ACK, ENTRY_RESOLVE) or not isinstance(record.get("incident"), str):
+            elif op not in _OPS:
                 raise ValueError(f"unknown operation {op!r}")
             if isinstance(at_raw, bool) or not isinstance(at_raw, int | float | str):
                 raise ValueError("'at' must be seconds or an RFC 3339 time")
@@ -142,7 +146,17 @@ def replay(lines: Iterable[tuple[int, str | bytes]], engine: Engine, sources: di
         if op is not None:
             at = max(at, last)
             last = at
-            emit(applier.apply(op, "api", {"incident": record.get("incident"), "by": record.get("by")}, at))
+            data = record.get("data")
+            if not isinstance(data, dict):  # the short form of acknowledge / resolve lines
+                data = {"incident": record.get("incident"), "by": record.get("by")}
+            try:
+                emit(applier.apply(op, "api", data, at))
+            except (KeyError, TypeError, ValueError) as err:
+                message = f"line {number}: operation {op} could not be applied: {err}"
+                if strict:
+                    raise ReplayError(message) from None
+                summary.skip("invalid_operation", message)
+                continue
             summary.applied += 1
             continue
         source = sources.get(source_name) if isinstance(source_name, str) else None
@@ -185,6 +199,5 @@ def journal_records(entries: Iterable[Any]) -> Iterator[dict[str, Any]]:
             except orjson.JSONDecodeError:
                 decoded = body
             yield {"at": entry.at, "source": entry.source, "body": decoded}
-        elif entry.kind in (ENTRY_ACK, ENTRY_RESOLVE):
-            yield {"at": entry.at, "op": entry.kind, "incident": entry.data.get("incident"),
-                   "by": entry.data.get("by")}
+        elif entry.kind in _OPS:
+            yield {"at": entry.at, "op": entry.kind, "data": entry.data}

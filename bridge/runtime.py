@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,13 +19,14 @@ from bridge.dispatch.backoff import RetryPolicy
 from bridge.dispatch.embedded import EmbeddedDispatcher
 from bridge.engine import Engine
 from bridge.errors import NotFound, PayloadInvalid
-from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_WEBHOOK, Applier
+from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.model import Action, IncidentStatus
 from bridge.plugins import Parsed, Sink, Source
 from bridge.store.base import new_deliveries
 from bridge.store.sqlite import SQLiteStore
+from bridge.suppression import maintenance_window, silence_from_request, silence_view, window_view
 from bridge.wiring import build_engine, build_sinks, build_sources
 
 __all__ = ["Conflict", "Runtime"]
@@ -172,6 +174,62 @@ class Runtime:
             assert self.store is not None
             await self.store.append(ENTRY_RESOLVE, "api", {"incident": incident_id, "by": by}, self.now())
         return self.incident_detail(incident_id)
+
+    # ----------------------------------------------------------------------- silences, maintenance
+
+    def silences(self, state: str | None) -> list[dict[str, Any]]:
+        store, now = self.engine.muter("silences"), self.now()
+        after = self.settings.silences.report_unused_after
+        found = [s for s in store.list(now) if state is None or s.state(now).value == state]
+        return [silence_view(store, s, now, after) for s in found]
+
+    def silence(self, silence_id: str) -> dict[str, Any]:
+        store, now = self.engine.muter("silences"), self.now()
+        found = store.get(silence_id)
+        if found is None:
+            raise NotFound(f"no silence {silence_id!r}")
+        return silence_view(store, found, now, self.settings.silences.report_unused_after)
+
+    async def create_silence(self, body: Any) -> dict[str, Any]:
+        """Validate, journal and apply a new silence; ValueError (naming the field) journals nothing."""
+        now = self.now()
+        silence = silence_from_request(body, str(uuid.uuid4()), now)
+        if silence.ends_at <= now:
+            raise ValueError("ends_at: must be in the future")
+        assert self.store is not None
+        await self.store.append(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
+        return self.silence(silence.id)
+
+    async def expire_silence(self, silence_id: str) -> dict[str, Any]:
+        self.silence(silence_id)  # 404 if unknown
+        assert self.store is not None
+        await self.store.append(ENTRY_SILENCE, "api", {"op": "expire", "id": silence_id}, self.now())
+        return self.silence(silence_id)
+
+    def windows(self) -> list[dict[str, Any]]:
+        now = self.now()
+        return [window_view(w, now) for w in self.engine.muter("maintenance").list()]
+
+    def window(self, window_id: str) -> dict[str, Any]:
+        found = self.engine.muter("maintenance").get(window_id)
+        if found is None:
+            raise NotFound(f"no maintenance window {window_id!r}")
+        return window_view(found, self.now())
+
+    async def create_window(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ValueError("body: must be a JSON object")
+        window = maintenance_window(body, f"mw-{uuid.uuid4().hex[:12]}")
+        if window.id in self.engine.muter("maintenance"):
+            raise Conflict("id", f"a maintenance window {window.id!r} exists; delete it first")
+        assert self.store is not None
+        await self.store.append(ENTRY_WINDOW, "api", {"op": "set", "window": window.to_dict()}, self.now())
+        return self.window(window.id)
+
+    async def delete_window(self, window_id: str) -> None:
+        self.window(window_id)  # 404 if unknown
+        assert self.store is not None
+        await self.store.append(ENTRY_WINDOW, "api", {"op": "delete", "id": window_id}, self.now())
 
     # ------------------------------------------------------------------------------------ queries
 

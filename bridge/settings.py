@@ -134,6 +134,12 @@ class PrioritySettings(_Model):
                            "the incident started outside business hours (catalog business_hours).")
 
 
+class SilenceSettings(_Model):
+    report_unused_after: Duration = Field(3600.0, gt=0, description="An active silence that has matched no "
+                                                                      "firing alert this long is reported as "
+                                                                      "unused (API, metrics, log).")
+
+
 class DispatchSettings(_Model):
     initial_backoff: Duration = Field(1.0, gt=0, description="First retry delay.")
     max_backoff: Duration = Field(300.0, gt=0, description="Longest retry delay.")
@@ -172,6 +178,13 @@ def settings_model() -> type[BaseModel]:
                                                       "import`), relative to this config file.")),
         priority=(PrioritySettings, Field(default_factory=PrioritySettings, description="Priority policy.")),
         dispatch=(DispatchSettings, Field(default_factory=DispatchSettings, description="Delivery retries.")),
+        silences=(SilenceSettings, Field(default_factory=SilenceSettings, description="Silences (see the API).")),
+        maintenance=(list[dict[str, Any]], Field(default_factory=list, description=(
+            "Maintenance windows: {id, services | hosts | matchers, start + end (RFC 3339), or rrule | cron + "
+            "duration + timezone, comment}; alerts in scope never page while a window is open."))),
+        inhibit_rules=(list[dict[str, Any]], Field(default_factory=list, description=(
+            "Alertmanager-style inhibition: {name, source_matchers, target_matchers, equal}: while a source "
+            "alert fires, targets with the same `equal` labels do not page."))),
     )
 
 
@@ -296,6 +309,18 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
                 problems.append(f"sources[{i}].type: {path} is already served by sources[{paths[path]}]; "
                                 "only one source of this type can be mounted there")
             paths.setdefault(path, i)
+    from bridge.suppression import inhibit_rule, maintenance_window
+
+    for i, item in enumerate(settings.maintenance):
+        try:
+            maintenance_window(item, f"config-{i + 1}")
+        except ValueError as err:
+            problems.append(f"maintenance[{i}].{err}" if ":" in str(err) else f"maintenance[{i}]: {err}")
+    for i, item in enumerate(settings.inhibit_rules):
+        try:
+            inhibit_rule(item)
+        except ValueError as err:
+            problems.append(f"inhibit_rules[{i}].{err}" if ":" in str(err) else f"inhibit_rules[{i}]: {err}")
     for level in LEVELS:
         if level not in settings.priority.matrix or any(u not in settings.priority.matrix[level] for u in LEVELS):
             problems.append(f"priority.matrix.{level}: must map every urgency (high, medium, low)")

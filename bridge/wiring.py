@@ -13,7 +13,11 @@ from bridge.plugins import SINKS, SOURCES, Sink, Source
 from bridge.priority import PriorityPolicy
 from bridge.routing import Route, compile_matchers
 from bridge.settings import load_catalog
+from bridge.suppression import inhibit_rule, maintenance_window, window_from_catalog
 from correlators.dedup import DedupStage
+from correlators.inhibit import Inhibitor
+from correlators.maintenance import MaintenanceCalendar
+from correlators.silences import SilenceStore
 
 __all__ = ["build_engine", "build_sinks", "build_sources", "engine_config"]
 
@@ -58,7 +62,17 @@ def engine_config(settings: Any) -> EngineConfig:
     )
     latency = {s.name: s.resolve_latency for s in settings.sources}
     return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog,
-                        resolve_latency=latency)
+                        resolve_latency=latency, muters=build_muters(settings))
+
+
+def build_muters(settings: Any) -> tuple[Any, ...]:
+    """Maintenance (config and catalog windows), silences (start empty: the journal fills them) and
+    inhibition, in the order the engine asks them."""
+    windows = [maintenance_window(item, f"config-{i + 1}") for i, item in enumerate(settings.maintenance)]
+    if settings.catalog is not None:
+        windows += [window_from_catalog(item, i) for i, item in enumerate(load_catalog(settings.catalog).maintenance)]
+    rules = [inhibit_rule(item) for item in settings.inhibit_rules]
+    return (MaintenanceCalendar(windows), SilenceStore(), Inhibitor(rules))
 
 
 def build_catalog(settings: Any) -> Catalog:

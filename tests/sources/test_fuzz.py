@@ -20,7 +20,6 @@ from sources.generic import GenericSource, GenericSourceConfig
 from sources.grafana import GrafanaSource, GrafanaSourceConfig
 from sources.pagerduty import PagerDutySource, PagerDutySourceConfig
 from sources.prometheus import PrometheusSource, PrometheusSourceConfig
-from tests.sources.conftest import FIXTURES as FIXTURE_DIR
 from tests.sources.conftest import load_fixture
 
 NOW = 1795458600.0  # 2026-11-23T18:30:00Z
@@ -202,7 +201,7 @@ NEWER = ["datadog", "datadog-fields", "grafana"]
 
 
 def _storm_bodies(name: str) -> list[Any]:
-    lines = (FIXTURE_DIR / "storm" / name).read_bytes().splitlines()
+    lines = load_fixture(f"storm/{name}").splitlines()
     return [orjson.loads(line)["body"] for line in lines if line.strip()]
 
 

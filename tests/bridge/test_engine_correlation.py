@@ -1,0 +1,147 @@
+"""Engine correlation on a fake clock: hold-down, flapping, muting, guaranteed resolve, topology."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bridge.catalog import Catalog, CatalogSettings, ServiceEntry
+from bridge.engine import Engine, EngineConfig
+from bridge.model import ActionKind
+from bridge.routing import parse_matcher
+from correlators.dedup import DedupStage
+from correlators.inhibit import Inhibitor, InhibitRule
+from correlators.maintenance import MaintenanceCalendar, MaintenanceWindow
+from correlators.silences import Silence, SilenceStore
+from tests.bridge.conftest import alert, policy, resolved, route
+
+OPEN, RESOLVE = ActionKind.OPEN, ActionKind.RESOLVE
+
+
+def engine_with(*routes, catalog: Catalog | None = None, muters=(), latency=None) -> Engine:
+    return Engine(EngineConfig(routes=routes, priority=policy(), stages=(DedupStage(),),
+                               catalog=catalog or Catalog.empty(), muters=muters, resolve_latency=latency or {}))
+
+
+def held(**changes) -> object:
+    return replace(route(group_wait=0, group_interval=0), **changes)
+
+
+def kinds(actions) -> list[tuple[float, str]]:
+    return [(a.at, a.kind.value) for a in actions]
+
+
+def test_hold_down_pages_only_after_min_firing_for() -> None:
+    """An alert must fire min_firing_for before it pages; one that resolves first never pages."""
+    engine = engine_with(held(min_firing_for=120))
+    blip, real = alert("Blip"), alert("Real")
+    assert engine.submit([blip, real], 0) == []
+    assert engine.submit([resolved(blip)], 60) == []
+    assert kinds(engine.advance(500)) == [(120, "open")]
+    assert engine.stats.pages_avoided["hold_down"] == 1
+
+
+def test_resolve_latency_lengthens_the_hold_for_late_reporting_sources() -> None:
+    """A source that reports resolves 300 s late holds its alerts 300 s, so its late resolve still counts."""
+    engine = engine_with(held(min_firing_for=120), latency={"am": 310})
+    blip = alert("Blip")
+    engine.submit([blip], 0)
+    assert engine.submit([resolved(blip)], 300) == []  # the resolve arrives one group_interval late
+    assert engine.advance(1000) == []
+
+
+def test_a_flapping_condition_is_held_until_it_stays_up() -> None:
+    """After flap_episodes episodes within flap_window, an episode pages only once it lasts flap_clear_after."""
+    engine = engine_with(held(min_firing_for=30, flap_episodes=3, flap_window=3600, flap_clear_after=600))
+    actions = []
+    for start in (0, 100, 200):  # three short episodes: none lasts 30 s
+        actions += engine.submit([alert("Flappy", starts_at=start)], start)
+        actions += engine.submit([resolved(alert("Flappy", starts_at=start))], start + 20)
+    actions += engine.submit([alert("Flappy", starts_at=300)], 300)  # flapping now: held 600 s
+    actions += engine.advance(800)
+    assert actions == []
+    assert kinds(engine.advance(1000)) == [(900, "open")]
+
+
+def test_a_silenced_alert_never_pages() -> None:
+    """A matching active silence keeps a new alert from opening anything."""
+    store = SilenceStore([Silence("s1", (parse_matcher("alertname=CPU"),), 0, 1000, "alice", "known")])
+    engine = engine_with(held(), muters=(store,))
+    assert engine.submit([alert("CPU")], 10) == []
+    assert engine.stats.dropped[("silences", "silenced")] == 1
+
+
+def test_a_paged_incident_still_gets_its_resolve_after_its_alerts_are_silenced() -> None:
+    """Guaranteed resolve: silencing the alerts of a paged incident does not swallow its resolve."""
+    store = SilenceStore()
+    engine = engine_with(held(), muters=(store,))
+    cpu = alert("CPU")
+    assert kinds(engine.submit([cpu], 0)) == [(0, "open")]
+    store.add(Silence("s1", (parse_matcher("alertname=CPU"),), 10, 1000, "alice", "quiet please"), 10)
+    assert kinds(engine.submit([resolved(cpu)], 50)) == [(50, "resolve")]
+
+
+def test_inhibition_evaluated_when_the_hold_ends() -> None:
+    """A source that starts firing after the target (but before the target pages) still mutes it."""
+    rule = InhibitRule("down-mutes-latency", (parse_matcher("alertname=Down"),),
+                       (parse_matcher("alertname=Latency"),), ("instance",))
+    engine = engine_with(held(min_firing_for=60), muters=(Inhibitor([rule]),))
+    engine.submit([alert("Latency", instance="db1")], 0)
+    engine.submit([alert("Down", instance="db1")], 30)
+    actions = engine.advance(200)
+    assert [a.incident.title.split()[1] for a in actions if a.kind is OPEN] == ["alertname=Down"]
+    assert engine.stats.dropped[("inhibit", "inhibited")] == 1
+
+
+def test_maintenance_window_mutes_alerts_on_its_hosts() -> None:
+    """An alert on a host inside an open maintenance window does not page; after the window it does."""
+    window = MaintenanceWindow("mw", hosts=("db-1",), start=0, end=100)
+    engine = engine_with(held(), muters=(MaintenanceCalendar([window]),))
+    assert engine.submit([alert("Down", instance="db-1:9100")], 50) == []
+    assert kinds(engine.submit([alert("Down", instance="db-2:9100")], 60)) == [(60, "open")]
+
+
+CATALOG = Catalog.build(CatalogSettings(services=[
+    ServiceEntry(name="db", owner="team-data", criticality=1, hosts=["db-1"]),
+    ServiceEntry(name="api", owner="team-api", criticality=2, depends_on=["db"]),
+    ServiceEntry(name="web", owner="team-web", criticality=1, depends_on=["api"]),
+    ServiceEntry(name="batch", owner="team-batch", criticality=3),
+]))
+
+
+def topology(**changes) -> object:
+    return held(topology=True, topology_window=600, **changes)
+
+
+def test_connected_services_join_one_incident_routed_to_the_root_cause_owner() -> None:
+    """Alerts on db, api and web (a dependency chain) make one incident routed to the db's owner."""
+    engine = engine_with(topology(min_firing_for=60), catalog=CATALOG)
+    engine.submit([alert("Errors", instance="web-a", service="web")], 0)
+    engine.submit([alert("Errors", instance="api-a", service="api")], 5)
+    engine.submit([alert("Down", instance="db-1:9100")], 10)  # host-level: the host's service
+    actions = engine.advance(200)
+    opened = [a for a in actions if a.kind is OPEN]
+    assert len(opened) == 1 and opened[0].incident.pool in ("team-web", "team-data")
+    incident = engine.get(opened[0].incident.id)
+    assert incident is not None and incident.root_cause == "db" and incident.pool == "team-data"
+    assert {a.service for a in incident.alerts.values()} == {"web", "api", "db"}
+
+
+def test_unrelated_services_stay_separate() -> None:
+    """Concurrent alerts on services with no dependency between them are two incidents."""
+    engine = engine_with(topology(), catalog=CATALOG)
+    a = engine.submit([alert("Errors", instance="web-a", service="web")], 0)
+    b = engine.submit([alert("Errors", instance="batch-a", service="batch")], 1)
+    assert a[0].incident.id != b[0].incident.id
+    assert (a[0].incident.pool, b[0].incident.pool) == ("team-web", "team-batch")
+
+
+def test_an_alert_connecting_two_incidents_merges_them() -> None:
+    """When an alert on a shared dependency connects two open incidents, the younger merges into the older."""
+    engine = engine_with(topology(), catalog=CATALOG)
+    web = engine.submit([alert("Errors", instance="web-a", service="web")], 0)[0].incident.id
+    db = engine.submit([alert("Down", instance="db-1", service="db")], 1)[0].incident.id
+    actions = engine.submit([alert("Errors", instance="api-a", service="api")], 2)
+    assert (RESOLVE, db) in [(a.kind, a.incident.id) for a in actions]
+    merged = engine.get(web)
+    assert merged is not None and {a.service for a in merged.alerts.values()} == {"web", "db", "api"}
+    assert engine.stats.merged == 1
