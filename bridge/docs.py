@@ -92,14 +92,16 @@ def config_reference() -> str:
         RouteSettings,
         ServerSettings,
         ServiceSettings,
+        SilenceSettings,
         settings_model,
     )
 
-    settings_model()  # imports and registers the plugins
-    out: list[str] = [BEGIN, ""]
+    model = settings_model()  # also imports and registers the plugins
+    out: list[str] = [BEGIN, "", "#### top level", "", *_table(model), ""]
     for title, model in (("server", ServerSettings), ("logging", LoggingSettings),
                          ("routes[]", RouteSettings), ("services[]", ServiceSettings),
-                         ("priority", PrioritySettings), ("dispatch", DispatchSettings)):
+                         ("priority", PrioritySettings), ("dispatch", DispatchSettings),
+                         ("silences", SilenceSettings)):
         out += [f"#### `{title}`", "", *_table(model), ""]
     for kind, registry in (("sources[]", SOURCES), ("sinks[]", SINKS)):
         for type_name in sorted(registry):
