@@ -1,0 +1,231 @@
+"""How the engine groups alerts into incidents: by labels, or by the service topology.
+
+Label grouping: one incident per route and `group_by` values (`_incident_for`), re-opened when its
+group fires again within `reopen_window`. Topology grouping: an alert joins the open incident of its
+route whose services are connected to its own through the catalog's `depends_on` (within
+`topology_window` of the incident's start); an alert that connects several incidents merges them;
+the incident is routed to the owner of its probable root cause, the deepest failing dependency.
+
+A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge.incidents import Incident, incident_id
+from bridge.model import Alert, AlertStatus, IncidentStatus
+from bridge.routing import Route
+
+if TYPE_CHECKING:
+    from bridge.catalog import Catalog
+
+__all__ = ["GroupingMixin", "incident_services"]
+
+from bridge.timers import GROUP_WAIT as _GROUP_WAIT
+
+
+class GroupingMixin:
+    series: dict[str, Any]
+    incidents: dict[str, Incident]
+    catalog: Catalog
+    stats: Any
+    now: float
+    _open_groups: dict[str, str]
+    _last_resolved: dict[str, str]
+    _topology: dict[tuple[str, str], set[str]]
+    _routes: dict[str, Route]
+    _serial: int
+
+    def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
+        raise NotImplementedError
+
+    def _live(self, incident_id_: str) -> Incident | None:
+        """The incident, or the one it was merged into."""
+        incident = self.incidents.get(incident_id_)
+        while incident is not None and incident.merged_into is not None:
+            incident = self.incidents.get(incident.merged_into)
+        return incident
+
+    def _index(self, incident: Incident, alert: Alert, route: Route) -> None:
+        series = self.series.get(alert.identity)
+        fired = series.fired_at if series is not None else self.now
+        if incident.first_alert_at is None or fired < incident.first_alert_at:
+            incident.first_alert_at = fired
+        if route.topology and alert.service:
+            slot = (route.name, alert.service)
+            self._topology.setdefault(slot, set()).add(incident.id)
+            incident.indexed.add(slot)
+
+    def _attach(self, incident: Incident, alert: Alert, route: Route, now: float) -> None:
+        incident.alerts[alert.identity] = alert
+        self._index(incident, alert, route)
+
+    def _topology_incident(self, route: Route, alert: Alert, now: float, touched: dict[str, Incident]) -> Incident:
+        """The open incident of this route connected to the alert's service, or a new one.
+
+        When the alert connects several open incidents (a shared dependency failing under two
+        groups of symptoms), they become one: the oldest absorbs the others, which resolve with the
+        reason "merged".
+        """
+        service = alert.service
+        assert service is not None
+        series = self.series[alert.identity]
+        for inc_id in series.last_incidents:  # a series firing again rejoins its open incident
+            incident = self._live(inc_id)
+            if incident is not None and incident.route == route.name and incident.status is not IncidentStatus.RESOLVED:
+                return incident
+        found: dict[str, Incident] = {}
+        for neighbour in self.catalog.neighbours(service):
+            for inc_id in self._topology.get((route.name, neighbour), ()):
+                incident = self.incidents[inc_id]
+                if incident.status is IncidentStatus.RESOLVED or inc_id in found:
+                    continue
+                started = incident.first_alert_at if incident.first_alert_at is not None else incident.created_at
+                if now - started > route.topology_window:
+                    continue  # a new alert long after the incident began is a new problem
+                if self._service_active(incident, neighbour, now, route.topology_window):
+                    found[inc_id] = incident
+        if not found:
+            labels = {"service": service}
+            return self._incident_for(route, route.group_key(labels), labels, now)
+        ordered = sorted(found.values(), key=lambda i: (not i.opened, i.opened_at or i.created_at, i.id))
+        target = ordered[0]
+        for other in ordered[1:]:
+            self._merge(other, target, alert, now)
+            touched[other.id] = other
+        return target
+
+    def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
+        """Move every alert of `source` into `target`; `source` resolves as merged."""
+        self._unindex(source)
+        route = self._routes[target.route]
+        for identity, alert in source.alerts.items():
+            target.alerts[identity] = alert
+            series = self.series.get(identity)
+            if series is not None:
+                series.incidents = [target.id if i == source.id else i for i in series.incidents]
+                if series.incidents.count(target.id) > 1:
+                    series.incidents = list(dict.fromkeys(series.incidents))
+            if alert.service and route.topology:
+                self._index(target, alert, route)
+        if source.first_alert_at is not None and (target.first_alert_at is None
+                                                  or source.first_alert_at < target.first_alert_at):
+            target.first_alert_at = source.first_alert_at
+        for identity, alert in source.pending.items():
+            target.pending[identity] = alert
+            series = self.series.get(identity)
+            if series is not None:
+                series.incidents = list(dict.fromkeys(target.id if i == source.id else i for i in series.incidents))
+            if alert.service and route.topology:
+                self._index(target, alert, route)
+        source.pending = {}
+        reason = f"connected through {via.service} ({via.key})"
+        target.record(now, "merged", "topology", f"absorbed {source.id}: {reason}", merged=source.id)
+        source.record(now, "merged", "topology", f"merged into {target.id}: {reason}", into=target.id)
+        source.merged_into = target.id
+        source.alerts = {}
+        if self._open_groups.get(source.key) == source.id:
+            del self._open_groups[source.key]
+        self.stats.merged += 1
+
+    @staticmethod
+    def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
+        for a in incident.pending.values():
+            if a.service == service:
+                return True
+        for a in incident.alerts.values():
+            if a.service == service:
+                if a.status is AlertStatus.FIRING:
+                    return True
+                if a.ends_at is not None and now - a.ends_at <= window:
+                    return True
+        return False
+
+    def _incident_for(self, route: Route, key: str, labels: dict[str, str], now: float) -> Incident:
+        open_id = self._open_groups.get(key)
+        if open_id is not None:
+            return self.incidents[open_id]
+        last_id = self._last_resolved.get(key)
+        if last_id is not None:
+            last = self.incidents[last_id]
+            if last.resolved_at is not None and now - last.resolved_at <= route.reopen_window:
+                last.status = IncidentStatus.TRIGGERED
+                last.resolved_at = None
+                last.acknowledged_by = None
+                last.record(now, "reopened", f"route:{route.name}",
+                            f"fired again within reopen_window {route.reopen_window:g}s")
+                self.stats.reopened += 1
+                del self._last_resolved[key]
+                self._open_groups[key] = last.id
+                last.flush_due = None
+                last.reopening = True  # pages again, as an open, once this batch is applied
+                self._relink(last)
+                return last
+        self._serial += 1
+        incident = Incident(
+            id=incident_id(key, now, self._serial),
+            key=key,
+            route=route.name,
+            group_labels=labels,
+            sinks=route.sinks,
+            pool=route.pool,
+            created_at=now,
+            updated_at=now,
+        )
+        incident.record(now, "grouped", f"route:{route.name}",
+                        f"new group {key}; waiting group_wait {route.group_wait:g}s before paging",
+                        group_by=list(labels))
+        self.incidents[incident.id] = incident
+        self._open_groups[key] = incident.id
+        self._schedule(now + route.group_wait, _GROUP_WAIT, incident.id)
+        return incident
+
+    def _unindex(self, incident: Incident) -> None:
+        for slot in incident.indexed:
+            ids = self._topology.get(slot)
+            if ids is not None:
+                ids.discard(incident.id)
+                if not ids:
+                    del self._topology[slot]
+        incident.indexed.clear()
+
+    def _reroute(self, incident: Incident, now: float) -> None:
+        """Assign the pool: the route's, else the owner of the incident's probable root cause."""
+        route = self._routes[incident.route]
+        if route.pool is not None:
+            return
+        services = {a.service for a in incident.alerts.values() if a.service}  # confirmed alerts only
+        root = self.catalog.root_cause(services)
+        pool = self.catalog.owner(root)
+        if root != incident.root_cause:
+            incident.root_cause = root
+            if root is not None:
+                incident.record(now, "root cause", "topology",
+                                f"probable root cause {root}: the deepest failing dependency of "
+                                f"{', '.join(sorted(services))}", root_cause=root)
+        if pool is not None and pool != incident.pool:
+            previous = incident.pool
+            incident.pool = pool
+            incident.record(now, "routed", "topology", f"to {pool}, owner of {root}", pool=pool, previous=previous)
+
+    def _relink(self, incident: Incident) -> None:
+        """Follow an incident's known alerts again after a re-open, from their latest state.
+
+        A manual resolve unlinks the still-firing alerts from the incident; without this, a re-opened
+        incident would hold them as firing forever and never resolve.
+        """
+        for identity in incident.alerts:
+            series = self.series.get(identity)
+            if series is None:
+                continue
+            incident.alerts[identity] = series.alert
+            if series.alert.status is AlertStatus.FIRING and incident.id not in series.incidents:
+                series.incidents.append(incident.id)
+
+
+def incident_services(incident: Incident) -> set[str]:
+    """The services an incident's alerts are about, held (not yet confirmed) ones included."""
+    found = {a.service for a in incident.alerts.values() if a.service}
+    found.update(a.service for a in incident.pending.values() if a.service)
+    return found

@@ -1,0 +1,109 @@
+"""When a firing alert may page: hold-down (`min_firing_for`, lengthened by a source's
+`resolve_latency`), flap detection per condition, and muting (silences, maintenance, inhibition)
+asked again when the hold ends.
+
+A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bridge.incidents import Incident
+from bridge.model import Action, Alert, AlertStatus
+from bridge.routing import Route
+
+if TYPE_CHECKING:
+    from bridge.engine import EngineConfig, _Series
+
+__all__ = ["HoldsMixin", "condition_key"]
+
+from bridge.timers import HOLD as _HOLD
+
+
+class HoldsMixin:
+    config: EngineConfig
+    series: dict[str, Any]
+    _episodes: dict[str, list[float]]
+    _routes: dict[str, Route]
+
+    def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
+        raise NotImplementedError
+
+    def _hold_due(self, series: _Series, route: Route, now: float) -> tuple[float, str]:
+        """When a firing episode may page: once known to have fired `min_firing_for`; later if it flaps.
+
+        A source that reports resolves late (`resolve_latency`) cannot say an alert is still firing
+        until that long after it fired, so the hold is at least that long for its alerts.
+        """
+        hold = route.min_firing_for
+        if hold:
+            hold = max(hold, self.config.resolve_latency.get(series.alert.source, 0.0))
+        due, reason = series.fired_at + hold, "hold_down"
+        if route.flap_episodes:
+            window_start = now - route.flap_window
+            recent = sum(1 for t in self._episodes.get(condition_key(series.alert), ()) if t >= window_start)
+            if recent >= route.flap_episodes:
+                flap_due = series.fired_at + route.flap_clear_after
+                if flap_due > due:
+                    due, reason = flap_due, "flapping"
+        return due, reason
+
+    def _hold(self, series: _Series, until: float, reason: str) -> None:
+        if series.hold_until is None or until != series.hold_until:
+            series.hold_until = until
+            series.held_reason = reason
+            self._schedule(until, _HOLD, series.alert.identity)
+
+    def _release(self, identity: str, due: float, actions: list[Action]) -> None:
+        """A hold ended: confirm a pending alert in its incidents, or route a muted one again."""
+        series = self.series.get(identity)
+        if series is None or series.hold_until != due:
+            return
+        series.hold_until = None
+        if series.alert.status is not AlertStatus.FIRING:
+            return
+        touched: dict[str, Incident] = {}
+        if series.pending:
+            self._confirm(series, due, touched)
+        elif not series.incidents:
+            self._route(series, due, touched)
+        for incident in touched.values():
+            self._after_change(incident, due, actions)
+
+    def _confirm(self, series: _Series, now: float, touched: dict[str, Incident]) -> None:
+        alert = series.alert
+        series.pending = False
+        incidents = [i for i in (self._live(inc_id) for inc_id in series.incidents) if i is not None]
+        for muter in self.config.muters:  # muting is evaluated again: a source may have appeared since
+            mute = muter.mutes(alert, now)
+            if mute is not None:
+                self._drop(mute.stage, mute.reason, alert)
+                for incident in incidents:
+                    incident.pending.pop(alert.identity, None)
+                    touched[incident.id] = incident
+                series.incidents = []
+                return
+        series.incidents = []
+        held = now - series.fired_at
+        for incident in incidents:
+            incident.pending.pop(alert.identity, None)
+            route = self._routes[incident.route]
+            incident.record(now, "alert added", f"route:{route.name}",
+                            f"matched route {route.name}; fired {held:g}s ({series.held_reason or 'hold_down'})",
+                            alert=alert.key, service=alert.service)
+            self._attach(incident, alert, route, now)
+            if incident.id not in series.incidents:
+                series.incidents.append(incident.id)
+            touched[incident.id] = incident
+
+
+def condition_key(alert: Alert) -> str:
+    """The condition an alert reports, whatever the sender's own ids for it (flap detection).
+
+    Some tools give every re-trigger a new id (a new dedup key, a new fingerprint): the condition is
+    what stays the same, the alert's name (or class) on its service and resource.
+    """
+    labels = alert.labels
+    name = labels.get("alertname") or labels.get("class") or alert.summary
+    return f"{alert.source}|{name}|{alert.service or ''}|{alert.resource or ''}"
