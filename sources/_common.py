@@ -343,3 +343,95 @@ class Path:
         if not prefix:
             return self.text
         return f"{prefix}{self.text}" if self.text.startswith("[") else f"{prefix}.{self.text}"
+
+
+# ------------------------------------------------------------- Alertmanager-style envelopes (AM, Grafana)
+
+
+def envelope_items(data: Any, what: str) -> tuple[list[Any], int]:
+    """The `alerts` list and `truncatedAlerts` of an Alertmanager-style webhook envelope."""
+    if not isinstance(data, dict):
+        raise PayloadInvalid("body", f"must be a JSON object ({what}), got {kind(data)}")
+    items = data.get("alerts")
+    if items is None:
+        raise PayloadInvalid("alerts", "is required")
+    if not isinstance(items, list):
+        raise PayloadInvalid("alerts", f"must be an array, got {kind(items)}")
+    truncated = data.get("truncatedAlerts", 0)
+    if truncated is None:
+        truncated = 0
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise PayloadInvalid("truncatedAlerts", "must be a non-negative integer")
+    return items, truncated
+
+
+def envelope_group(data: Mapping[str, Any]) -> str | None:
+    """The envelope's `groupKey` (the sender's group), if it has one."""
+    group = data.get("groupKey")
+    return group if isinstance(group, str) and group else None
+
+
+def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
+                   statuses: Mapping[str, Any], status_names: str,
+                   absolute: Any = None, extra_links: Iterable[Link] = ()) -> Any:
+    """One element of an Alertmanager-style `alerts` list as an Alert (see sources/alertmanager.py).
+
+    `statuses` maps the lower-cased per-alert status to AlertStatus; `absolute(url)` turns relative
+    URLs into absolute ones (Grafana); `extra_links` are appended after the standard ones.
+    """
+    from bridge.model import Alert, AlertStatus, canonical_fingerprint
+
+    if not isinstance(item, dict):
+        raise PayloadInvalid(path, f"must be an object, got {kind(item)}")
+    labels_raw = item.get("labels")
+    if labels_raw is None:
+        raise PayloadInvalid(join_path(path, "labels"), "is required")
+    labels = string_map(labels_raw, join_path(path, "labels"))
+    annotations = string_map(item.get("annotations"), join_path(path, "annotations"))
+    starts_text = item.get("startsAt")
+    starts_path = join_path(path, "startsAt")
+    if starts_text is None:
+        raise PayloadInvalid(starts_path, "is required")
+    starts_at = time_field(starts_text, starts_path)
+    if starts_at is None:
+        raise PayloadInvalid(starts_path, "must not be the zero time")
+    ends_at = time_field(item.get("endsAt"), join_path(path, "endsAt"))
+    status_raw = item.get("status")
+    if status_raw is None:
+        resolved = ends_at is not None and ends_at <= now
+        status = AlertStatus.RESOLVED if resolved else AlertStatus.FIRING
+    elif isinstance(status_raw, str) and status_raw.strip().lower() in statuses:
+        status = statuses[status_raw.strip().lower()]
+    else:
+        raise PayloadInvalid(join_path(path, "status"), f"must be one of: {status_names}")
+    if status is AlertStatus.FIRING:
+        ends_at = None
+    elif ends_at is None:
+        ends_at = now
+    fingerprint = optional_str(item, "fingerprint", join_path(path, "fingerprint"))
+    if not fingerprint:
+        fingerprint = canonical_fingerprint(labels, config.identity_labels or None)
+    generator = optional_str(item, "generatorURL", join_path(path, "generatorURL")) or ""
+    fields = alert_fields(config, labels, annotations, absolute(generator) if absolute else generator)
+    links = list(fields.links)
+    seen = {link.href for link in links}
+    for link in extra_links:
+        if link.href and link.href not in seen:
+            seen.add(link.href)
+            links.append(link)
+    return Alert(
+        source=source,
+        fingerprint=fingerprint,
+        key=f"{source}:{fingerprint}:{starts_text}",
+        status=status,
+        severity=fields.severity,
+        summary=fields.summary,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        description=fields.description,
+        labels=labels,
+        annotations=annotations,
+        service=fields.service,
+        resource=fields.resource,
+        links=tuple(links),
+    )

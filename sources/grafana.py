@@ -55,17 +55,16 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import Field
 
 from bridge.errors import PayloadInvalid
-from bridge.model import Alert, AlertStatus, Link, canonical_fingerprint
+from bridge.model import Alert, AlertStatus, Link
 from bridge.plugins import Parsed, register_source
 from sources._common import (
     LabelMappingConfig,
-    alert_fields,
+    envelope_alert,
+    envelope_group,
+    envelope_items,
     join_path,
-    kind,
     load_json,
     optional_str,
-    string_map,
-    time_field,
 )
 
 __all__ = ["GrafanaSource", "GrafanaSourceConfig"]
@@ -109,23 +108,11 @@ class GrafanaSource:
 
     def parse(self, body: bytes, headers: Mapping[str, str], now: float) -> Parsed:
         data = load_json(body)
-        if not isinstance(data, dict):
-            raise PayloadInvalid("body", f"must be a JSON object (Grafana webhook), got {kind(data)}")
-        items = data.get("alerts")
-        if items is None:
-            raise PayloadInvalid("alerts", "is required")
-        if not isinstance(items, list):
-            raise PayloadInvalid("alerts", f"must be an array, got {kind(items)}")
-        truncated = data.get("truncatedAlerts", 0)
-        if truncated is None:
-            truncated = 0
-        if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
-            raise PayloadInvalid("truncatedAlerts", "must be a non-negative integer")
+        items, truncated = envelope_items(data, "Grafana webhook")
         external = data.get("externalURL")
         base = external if isinstance(external, str) and _scheme(external) in ("http", "https") else ""
         alerts = [self._alert(item, join_path("alerts", i), base, now) for i, item in enumerate(items)]
-        group = data.get("groupKey")
-        sender_group = group if isinstance(group, str) and group else None
+        sender_group = envelope_group(data)
         status = data.get("status")
         resolved = data.get("state") == "ok" if status is None else status == "resolved"
         return Parsed(
@@ -136,64 +123,14 @@ class GrafanaSource:
         )
 
     def _alert(self, item: Any, path: str, base: str, now: float) -> Alert:
-        if not isinstance(item, dict):
-            raise PayloadInvalid(path, f"must be an object, got {kind(item)}")
-        labels_raw = item.get("labels")
-        if labels_raw is None:
-            raise PayloadInvalid(join_path(path, "labels"), "is required")
-        labels = string_map(labels_raw, join_path(path, "labels"))
-        annotations = string_map(item.get("annotations"), join_path(path, "annotations"))
-
-        starts_text = item.get("startsAt")
-        starts_path = join_path(path, "startsAt")
-        if starts_text is None:
-            raise PayloadInvalid(starts_path, "is required")
-        starts_at = time_field(starts_text, starts_path)
-        if starts_at is None:
-            raise PayloadInvalid(starts_path, "must not be the zero time")
-        ends_at = time_field(item.get("endsAt"), join_path(path, "endsAt"))
-
-        status_raw = item.get("status")
-        if status_raw is None:
-            resolved = ends_at is not None and ends_at <= now
-            status = AlertStatus.RESOLVED if resolved else AlertStatus.FIRING
-        elif isinstance(status_raw, str) and status_raw.strip().lower() in _STATUSES:
-            status = _STATUSES[status_raw.strip().lower()]
-        else:
-            raise PayloadInvalid(join_path(path, "status"), f"must be one of: {_STATUS_NAMES}")
-        if status is AlertStatus.FIRING:
-            ends_at = None
-        elif ends_at is None:
-            ends_at = now
-
-        fingerprint = optional_str(item, "fingerprint", join_path(path, "fingerprint"))
-        if not fingerprint:
-            fingerprint = canonical_fingerprint(labels, self.config.identity_labels or None)
-        generator = optional_str(item, "generatorURL", join_path(path, "generatorURL")) or ""
-        fields = alert_fields(self.config, labels, annotations, _absolute(generator, base))
-        links = list(fields.links)
-        seen = {link.href for link in links}
-        for key, text in _URL_FIELDS:
-            href = _absolute(optional_str(item, key, join_path(path, key)) or "", base)
-            if href and href not in seen:
-                seen.add(href)
-                links.append(Link(href, text))
-        return Alert(
-            source=self.name,
-            fingerprint=fingerprint,
-            key=f"{self.name}:{fingerprint}:{starts_text}",
-            status=status,
-            severity=fields.severity,
-            summary=fields.summary,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            description=fields.description,
-            labels=labels,
-            annotations=annotations,
-            service=fields.service,
-            resource=fields.resource,
-            links=tuple(links),
-        )
+        extra = []
+        if isinstance(item, dict):
+            for key, text in _URL_FIELDS:
+                href = _absolute(optional_str(item, key, join_path(path, key)) or "", base)
+                if href:
+                    extra.append(Link(href, text))
+        return envelope_alert(self.name, self.config, item, path, now, _STATUSES, _STATUS_NAMES,
+                              absolute=lambda url: _absolute(url, base), extra_links=extra)
 
     def error_body(self, field: str, reason: str, status: int) -> tuple[int, dict[str, Any]]:
         """Grafana documents no error body for webhook contact points: ours (`PayloadInvalid.to_dict`)."""
