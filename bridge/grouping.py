@@ -48,6 +48,7 @@ class GroupingMixin:
         return incident
 
     def _index(self, incident: Incident, alert: Alert, route: Route) -> None:
+        incident.last_joined_at = max(incident.last_joined_at, self.now)
         series = self.series.get(alert.identity)
         fired = series.fired_at if series is not None else self.now
         if incident.first_alert_at is None or fired < incident.first_alert_at:
@@ -81,9 +82,8 @@ class GroupingMixin:
                 incident = self.incidents[inc_id]
                 if incident.status is IncidentStatus.RESOLVED or inc_id in found:
                     continue
-                started = incident.first_alert_at if incident.first_alert_at is not None else incident.created_at
-                if now - started > route.topology_window:
-                    continue  # a new alert long after the incident began is a new problem
+                if not self._accepts(incident, route, now):
+                    continue  # its grouping window has closed: a new alert now is a new problem
                 if self._service_active(incident, neighbour, now, route.topology_window):
                     found[inc_id] = incident
         if not found:
@@ -142,10 +142,25 @@ class GroupingMixin:
                     return True
         return False
 
+    def _accepts(self, incident: Incident, route: Route, now: float) -> bool:
+        """Does the incident's grouping window still take new alerts (`group_window`)?"""
+        if route.group_window == "fixed":
+            started = incident.first_alert_at if incident.first_alert_at is not None else incident.created_at
+            return now - started <= route.group_window_for
+        if route.group_window == "sliding":
+            return now - incident.last_joined_at <= route.group_window_for
+        return True  # until_resolved
+
     def _incident_for(self, route: Route, key: str, labels: dict[str, str], now: float) -> Incident:
         open_id = self._open_groups.get(key)
         if open_id is not None:
-            return self.incidents[open_id]
+            current = self.incidents[open_id]
+            if self._accepts(current, route, now):
+                return current
+            current.record(now, "window closed", f"route:{route.name}",
+                           f"{route.group_window} window of {route.group_window_for:g}s passed: new alerts of "
+                           "this group open a new incident")
+            del self._open_groups[key]  # it stays open for its own alerts; the group moves on
         last_id = self._last_resolved.get(key)
         if last_id is not None:
             last = self.incidents[last_id]

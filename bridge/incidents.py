@@ -43,6 +43,7 @@ class Incident:
     priority_reason: str = ""
     revision: int = 0
     first_alert_at: float | None = None  # first firing time of its earliest alert
+    last_joined_at: float = 0.0  # when an alert last joined (sliding grouping window)
     root_cause: str | None = None  # probable root-cause service (topology grouping)
     merged_into: str | None = None  # absorbed by this incident (topology grouping)
     reopening: bool = False  # re-fired within reopen_window: pages again as an open

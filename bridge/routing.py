@@ -95,7 +95,9 @@ class Route:
     flap_episodes: int = 0  # flapping: this many firing episodes of one condition within flap_window ...
     flap_window: float = 1800.0
     flap_clear_after: float = 900.0
-    group_held: bool = False  # held alerts already shape grouping (pending), see Incident.pending
+    group_held: bool = False
+    group_window: str = "until_resolved"  # fixed (from the first alert) | sliding (inactivity) | until_resolved
+    group_window_for: float = 600.0  # held alerts already shape grouping (pending), see Incident.pending
 
     def matches(self, alert: Alert) -> bool:
         if self.sources and alert.source not in self.sources:

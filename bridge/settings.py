@@ -100,6 +100,12 @@ class RouteSettings(_Model):
     flap_window: Duration = Field(1800.0, description="Window over which state changes are counted.")
     flap_clear_after: Duration = Field(900.0, description="A flapping series pages only once an episode has "
                                                           "fired this long.")
+    group_window: str = Field("until_resolved", pattern="^(until_resolved|fixed|sliding)$",
+                              description="How long an incident takes new alerts of its group: until_resolved "
+                                          "(while any alert fires), fixed (group_window_for from its first alert) "
+                                          "or sliding (until no alert joined for group_window_for); later alerts "
+                                          "open a new incident.")
+    group_window_for: Duration = Field(600.0, description="The length of a fixed or sliding group_window.")
     group_held: bool = Field(False, description="Alerts still held back already join incidents (as pending: "
                                                 "they shape grouping, not pages), so the symptoms of one "
                                                 "failure gather before the first page.")

@@ -44,6 +44,8 @@ def engine_config(settings: Any) -> EngineConfig:
             flap_window=r.flap_window,
             flap_clear_after=r.flap_clear_after,
             group_held=r.group_held,
+            group_window=r.group_window,
+            group_window_for=r.group_window_for,
         )
         for r in settings.routes
     )

@@ -170,11 +170,30 @@ def sys_cpu() -> list[int]:
 
 
 def busy_pct(before: list[int], after: list[int]) -> dict[str, float]:
-    """Machine-wide busy % (all cores = 100) and steal % between two /proc/stat samples."""
+    """Machine-wide busy % (all cores = 100), and its user/system/softirq/steal parts, between two
+    /proc/stat samples."""
     d = [y - x for x, y in zip(before, after, strict=False)]
     total = sum(d[:8]) or 1
     idle = d[3] + d[4]
-    return {"busy": round(100.0 * (total - idle) / total, 1), "steal": round(100.0 * d[7] / total, 1)}
+    return {"busy": round(100.0 * (total - idle) / total, 1), "user": round(100.0 * (d[0] + d[1]) / total, 1),
+            "system": round(100.0 * d[2] / total, 1), "irq": round(100.0 * (d[5] + d[6]) / total, 1),
+            "iowait": round(100.0 * d[4] / total, 1), "steal": round(100.0 * d[7] / total, 1)}
+
+
+def all_proc_ticks() -> dict[int, tuple[str, int]]:
+    """{pid: (comm, utime + stime ticks)} of every process visible in /proc."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as handle:
+                text = handle.read()
+            rest = text[text.rindex(")") + 2:].split()
+            out[int(d)] = (text[text.index("(") + 1:text.rindex(")")], int(rest[11]) + int(rest[12]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def cpu_ticks(pid: int) -> int | None:
@@ -196,6 +215,7 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.ticks0 = {k: cpu_ticks(p) for k, p in self.pids.items()}
         self.sys0 = sys_cpu()
+        self.all0 = all_proc_ticks()
 
     def result(self, extra_seconds: dict[str, float] | None = None) -> dict[str, Any]:
         dt = max(time.monotonic() - self.t0, 1e-9)
@@ -209,9 +229,21 @@ class CpuWindow:
         machine = busy_pct(self.sys0, sys_cpu())
         out["machine_busy_pct"] = machine["busy"]
         out["steal_pct"] = machine["steal"]
+        out["machine"] = machine
         known = sum(v for k, v in out.items() if k.startswith("cpu_pct_"))
         # CPU (% of one core) that processes other than the measured ones used in the window
         out["foreign_cpu_pct"] = round(machine["busy"] * NCPU - known, 1)
+        # who: the busiest processes of the window that we did not measure (processes that started
+        # and ended inside the window are not seen; kernel work not charged to a process neither)
+        ours = set(self.pids.values()) | {os.getpid()}
+        top = []
+        for pid, (comm, ticks) in all_proc_ticks().items():
+            delta = ticks - self.all0.get(pid, (comm, 0))[1]
+            if delta > 0 and pid not in ours:
+                top.append((delta, pid, comm))
+        top.sort(reverse=True)
+        out["others_top"] = [{"pid": p, "comm": c, "cpu_pct": round(100.0 * t / CLK_TCK / dt, 1)}
+                             for t, p, c in top[:4]]
         return out
 
 

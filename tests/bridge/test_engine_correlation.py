@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from bridge.catalog import Catalog, CatalogSettings, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.model import ActionKind
@@ -145,3 +147,30 @@ def test_an_alert_connecting_two_incidents_merges_them() -> None:
     merged = engine.get(web)
     assert merged is not None and {a.service for a in merged.alerts.values()} == {"web", "db", "api"}
     assert engine.stats.merged == 1
+
+
+WINDOWS = [
+    pytest.param("until_resolved", 0, [0, 0, 0], id="until-resolved-takes-alerts-while-any-fires"),
+    pytest.param("fixed", 100, [0, 0, 1], id="fixed-window-closes-100s-after-the-first-alert"),
+    pytest.param("sliding", 100, [0, 0, 1], id="sliding-window-closes-after-100s-without-a-new-alert"),
+]
+
+
+@pytest.mark.parametrize(("window", "length", "incident_of"), WINDOWS)
+def test_grouping_windows(window: str, length: float, incident_of: list[int]) -> None:
+    """Alerts at 0 s, 90 s and 250 s of one group join one incident or start a new one, per window."""
+    engine = engine_with(held(group_window=window, group_window_for=length or 600))
+    ids: list[str] = []
+    for at, instance in ((0, "a"), (90, "b"), (250, "c")):
+        engine.submit([alert("CPU", instance=instance)], at)
+        ids.append(next(i for i in engine.series.values() if i.alert.labels["instance"] == instance).incidents[0])
+    distinct = list(dict.fromkeys(ids))
+    assert [distinct.index(i) for i in ids] == incident_of
+
+
+def test_sliding_window_stays_open_while_alerts_keep_coming() -> None:
+    """A sliding window keeps taking alerts that arrive less than its length apart."""
+    engine = engine_with(held(group_window="sliding", group_window_for=100))
+    for at, instance in ((0, "a"), (90, "b"), (180, "c"), (270, "d")):
+        engine.submit([alert("CPU", instance=instance)], at)
+    assert len({s.incidents[0] for s in engine.series.values()}) == 1
