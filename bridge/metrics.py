@@ -53,15 +53,16 @@ class Metrics:
         self.deliveries.labels(sink, outcome).inc()
         self.delivery_latency.labels(sink).observe(seconds)
 
-    def watch(self, engine: Engine, queue_depth: Callable[[], dict[str, int]]) -> None:
+    def watch(self, engine: Engine, queue_depth: Callable[[], dict[str, int]], unused_after: float = 3600.0) -> None:
         """Expose the engine's own counters and the outbox depth, read at scrape time."""
-        self.registry.register(_EngineCollector(engine, queue_depth))
+        self.registry.register(_EngineCollector(engine, queue_depth, unused_after))
 
 
 class _EngineCollector(Collector):
-    def __init__(self, engine: Engine, queue_depth: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, engine: Engine, queue_depth: Callable[[], dict[str, int]], unused_after: float) -> None:
         self.engine = engine
         self.queue_depth = queue_depth
+        self.unused_after = unused_after
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -86,6 +87,23 @@ class _EngineCollector(Collector):
         yield opened
         yield CounterMetricFamily("alertbridge_incidents_resolved", "Incidents resolved.", value=stats.resolved)
         yield CounterMetricFamily("alertbridge_incidents_reopened", "Incidents re-opened.", value=stats.reopened)
+        avoided = CounterMetricFamily("alertbridge_pages_avoided", "Pages never sent: the alert was held back "
+                                      "(hold-down, flapping) and resolved first.", labels=["reason"])
+        for reason, n in sorted(stats.pages_avoided.items()):
+            avoided.add_metric([reason], n)
+        yield avoided
+        yield CounterMetricFamily("alertbridge_incidents_merged", "Incidents merged into another (topology).",
+                                  value=stats.merged)
+        silences = self.engine.muter("silences")
+        if silences is not None:
+            now = self.engine.now
+            states = GaugeMetricFamily("alertbridge_silences", "Silences by state.", labels=["state"])
+            counts: Counter[str] = Counter(s.state(now).value for s in silences.list(now))
+            for state in ("pending", "active", "expired"):
+                states.add_metric([state], counts[state])
+            yield states
+            yield GaugeMetricFamily("alertbridge_silences_unused", "Active silences that matched nothing for "
+                                    "silences.report_unused_after.", value=len(silences.unused(now, self.unused_after)))
         yield CounterMetricFamily("alertbridge_alerts_implied_resolved",
                                   "Alerts resolved because their sender resolved the whole group.",
                                   value=stats.implied_resolves)

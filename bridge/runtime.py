@@ -61,7 +61,8 @@ class Runtime:
         self.queue_depth: dict[str, int] = {}
         self._last_at = 0.0
         self._ticker: asyncio.Task[None] | None = None
-        self.metrics.watch(self.engine, lambda: self.queue_depth)
+        self._reported_unused: set[str] = set()
+        self.metrics.watch(self.engine, lambda: self.queue_depth, settings.silences.report_unused_after)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -112,11 +113,19 @@ class Runtime:
 
     async def tick(self) -> None:
         """Fire the engine's due timers on the clock; refresh the queue-depth gauge."""
-        actions = self.engine.advance(self.now())
+        now = self.now()
+        actions = self.engine.advance(now)
         if actions:
             self._enqueue_actions(actions)
         if self.store is not None:
             self.queue_depth = await self.store.counts()
+        silences = self.engine.muter("silences")
+        after = self.settings.silences.report_unused_after
+        for silence in silences.unused(now, after) if silences is not None else ():
+            if silence.id not in self._reported_unused:  # logged once per silence
+                self._reported_unused.add(silence.id)
+                log.warning("silence matched nothing", silence=silence.id, created_by=silence.created_by,
+                            comment=silence.comment, idle_seconds=after)
 
     async def _tick_loop(self) -> None:
         interval = self.settings.server.tick

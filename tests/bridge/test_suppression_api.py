@@ -30,6 +30,7 @@ def test_silenced_alerts_never_page_and_expiry_is_visible(tmp_path: Path) -> Non
             assert listed[0]["muting_now"] == 2 and listed[0]["matched"] >= 2
             metrics = await (await client.get("/metrics")).text()
             assert 'alertbridge_alerts_dropped_total{reason="silenced",stage="silences"} 2.0' in metrics
+            assert 'alertbridge_silences{state="active"} 1.0' in metrics
             expired = await (await client.delete(f"/api/v1/silences/{silence['id']}")).json()
             assert expired["state"] == "expired"
             states = [s["state"] for s in (await (await client.get("/api/v1/silences?state=expired")).json())["items"]]
@@ -158,3 +159,21 @@ def test_config_maintenance_errors_name_their_path(tmp_path: Path) -> None:
         validate_settings(config)
     text = "\n".join(caught.value.problems)
     assert "maintenance[0].start" in text and "inhibit_rules[0].source_matchers" in text
+
+
+def test_unused_silence_is_reported(tmp_path: Path) -> None:
+    """A silence that matched nothing for report_unused_after is flagged in the API and metrics."""
+    clock = FakeClock()
+    config = base_config(tmp_path, silences={"report_unused_after": "10m"})
+
+    async def scenario() -> None:
+        async with running_app(config, clock=clock) as (client, runtime, _):
+            await client.post("/api/v1/silences", json={"matchers": ["alertname=Nothing"], "duration": "2h",
+                                                        "created_by": "carol", "comment": "just in case"})
+            assert not (await (await client.get("/api/v1/silences")).json())["items"][0]["unused"]
+            clock.advance(11 * 60)
+            await runtime.tick()
+            assert (await (await client.get("/api/v1/silences")).json())["items"][0]["unused"]
+            assert "alertbridge_silences_unused 1.0" in await (await client.get("/metrics")).text()
+
+    run(scenario())
