@@ -88,6 +88,7 @@ def config_reference() -> str:
     from bridge.settings import (
         DispatchSettings,
         LoggingSettings,
+        PrecursorSettings,
         PrioritySettings,
         RouteSettings,
         ServerSettings,
@@ -99,7 +100,8 @@ def config_reference() -> str:
     model = settings_model()  # also imports and registers the plugins
     out: list[str] = [BEGIN, "", "#### top level", "", *_table(model), ""]
     for title, model in (("server", ServerSettings), ("logging", LoggingSettings),
-                         ("routes[]", RouteSettings), ("services[]", ServiceSettings),
+                         ("routes[]", RouteSettings), ("routes[].precursors[]", PrecursorSettings),
+                         ("services[]", ServiceSettings),
                          ("priority", PrioritySettings), ("dispatch", DispatchSettings),
                          ("silences", SilenceSettings)):
         out += [f"#### `{title}`", "", *_table(model), ""]

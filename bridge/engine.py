@@ -98,6 +98,7 @@ class Engine(GroupingMixin, HoldsMixin):
         self._sender_groups: dict[str, set[str]] = {}  # source + sender group key -> alert identities
         self._topology: dict[tuple[str, str], set[str]] = {}
         self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts
+        self._urgency: dict[str, tuple[str, str]] = {}  # alert identity -> (urgency, why): early warnings
         self.catalog = config.catalog
         self.now = 0.0
         self.stats = EngineStats()
@@ -481,7 +482,7 @@ class Engine(GroupingMixin, HoldsMixin):
 
     def _reprioritise(self, incident: Incident, now: float) -> None:
         self._reroute(incident, now)
-        result = self.config.priority.evaluate(incident.alerts.values(), incident.first_alert_at)
+        result = self.config.priority.evaluate(incident.alerts.values(), incident.first_alert_at, self._urgency)
         if result.priority != incident.priority or not incident.priority_reason:
             previous = incident.priority if incident.priority_reason else None
             incident.priority = result.priority

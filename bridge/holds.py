@@ -25,6 +25,7 @@ class HoldsMixin:
     config: EngineConfig
     series: dict[str, Any]
     _episodes: dict[str, list[float]]
+    _urgency: dict[str, tuple[str, str]]
     _routes: dict[str, Route]
 
     def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
@@ -36,7 +37,12 @@ class HoldsMixin:
         A source that reports resolves late (`resolve_latency`) cannot say an alert is still firing
         until that long after it fired, so the hold is at least that long for its alerts.
         """
-        hold = route.min_firing_for
+        precursor = route.precursor(series.alert)
+        hold = precursor.min_firing_for if precursor is not None else route.min_firing_for
+        if precursor is not None:
+            self._urgency[series.alert.identity] = (precursor.urgency, f"early warning {precursor.name}")
+        else:
+            self._urgency.pop(series.alert.identity, None)
         if hold:
             hold = max(hold, self.config.resolve_latency.get(series.alert.source, 0.0))
         due, reason = series.fired_at + hold, "hold_down"

@@ -54,17 +54,26 @@ class PriorityPolicy:
     business_hours_only: frozenset[str] = frozenset()
     in_business_hours: Callable[[float], bool] | None = None
 
-    def evaluate(self, alerts: Iterable[Alert], first_alert_at: float | None = None) -> PriorityResult:
-        """Priority over every alert the incident has had (firing or resolved)."""
+    def evaluate(self, alerts: Iterable[Alert], first_alert_at: float | None = None,
+                 urgency_of: Mapping[str, tuple[str, str]] | None = None) -> PriorityResult:
+        """Priority over every alert the incident has had (firing or resolved).
+
+        `urgency_of` overrides the urgency of some alerts (by identity), with the reason: early-warning
+        rules page sustained warnings at low urgency.
+        """
         urgency, urgency_why = "low", "no alert"
         seen_any = False
         impact, impact_why = None, ""
         services: set[str] = set()
         for alert in alerts:
-            level = self.urgency_by_severity.get(alert.severity, "low")
+            override = urgency_of.get(alert.identity) if urgency_of else None
+            if override is not None:
+                level, why = override[0], f"{override[1]} on {_name(alert)}"
+            else:
+                level = self.urgency_by_severity.get(alert.severity, "low")
+                why = f"severity {alert.severity.value} on {_name(alert)}"
             if not seen_any or _RANK[level] < _RANK[urgency]:
-                urgency = level
-                urgency_why = f"severity {alert.severity.value} on {_name(alert)}"
+                urgency, urgency_why = level, why
             seen_any = True
             service = alert.service
             if service is not None:

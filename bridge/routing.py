@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge.model import Alert
 
-__all__ = ["Matcher", "Route", "alert_label", "parse_matcher"]
+__all__ = ["Matcher", "Precursor", "Route", "alert_label", "parse_matcher"]
 
 _MATCHER_RE = re.compile(r'^\s*(@?[A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
 
@@ -74,6 +74,19 @@ def alert_label(alert: Alert, name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Precursor:
+    """Early warning: alerts matching it page once sustained `min_firing_for`, at `urgency`."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    min_firing_for: float
+    urgency: str
+
+    def matches(self, alert: Alert) -> bool:
+        return all(m.matches(alert) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """A compiled route: matchers, grouping and timing, and where its incidents go."""
 
@@ -95,9 +108,13 @@ class Route:
     flap_episodes: int = 0  # flapping: this many firing episodes of one condition within flap_window ...
     flap_window: float = 1800.0
     flap_clear_after: float = 900.0
-    group_held: bool = False
+    group_held: bool = False  # held alerts already shape grouping (pending), see Incident.pending
     group_window: str = "until_resolved"  # fixed (from the first alert) | sliding (inactivity) | until_resolved
-    group_window_for: float = 600.0  # held alerts already shape grouping (pending), see Incident.pending
+    group_window_for: float = 600.0
+    precursors: tuple[Precursor, ...] = ()
+
+    def precursor(self, alert: Alert) -> Precursor | None:
+        return next((p for p in self.precursors if p.matches(alert)), None)
 
     def matches(self, alert: Alert) -> bool:
         if self.sources and alert.source not in self.sources:

@@ -65,6 +65,14 @@ class LoggingSettings(_Model):
     format: str = Field("json", pattern="^(json|console)$", description="json lines, or human-readable.")
 
 
+class PrecursorSettings(_Model):
+    name: str = Field(description="Name of the rule (shown in the incident timeline).")
+    matchers: list[str] = Field(description="Alertmanager matchers the early-warning alerts match (all must).")
+    min_firing_for: Duration = Field(600.0, description="Sustained this long, they page (instead of the route's "
+                                                        "min_firing_for).")
+    urgency: Level = Field("low", description="Urgency they page at; a later critical alert raises it.")
+
+
 class RouteSettings(_Model):
     name: str = Field(description="Unique route name; part of every incident key it makes.",
                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -106,6 +114,9 @@ class RouteSettings(_Model):
                                           "or sliding (until no alert joined for group_window_for); later alerts "
                                           "open a new incident.")
     group_window_for: Duration = Field(600.0, description="The length of a fixed or sliding group_window.")
+    precursors: list[PrecursorSettings] = Field(
+        default_factory=list, description="Early warning: sustained warnings (a disk filling, a leak) that page at "
+                                          "low urgency before the outage; the first that matches an alert applies.")
     group_held: bool = Field(False, description="Alerts still held back already join incidents (as pending: "
                                                 "they shape grouping, not pages), so the symptoms of one "
                                                 "failure gather before the first page.")
@@ -306,6 +317,12 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
                 parse_matcher(text)
             except ValueError as err:
                 problems.append(f"routes[{i}].matchers[{j}]: {err}")
+        for k, precursor in enumerate(route.precursors):
+            for j, text in enumerate(precursor.matchers):
+                try:
+                    parse_matcher(text)
+                except ValueError as err:
+                    problems.append(f"routes[{i}].precursors[{k}].matchers[{j}]: {err}")
     if settings.sources and not settings.routes:
         problems.append("routes: at least one route is needed, or every alert is dropped as unrouted")
     paths: dict[str, int] = {}

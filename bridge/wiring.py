@@ -11,7 +11,7 @@ from bridge.catalog import Catalog, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.plugins import SINKS, SOURCES, Sink, Source
 from bridge.priority import PriorityPolicy
-from bridge.routing import Route, compile_matchers
+from bridge.routing import Precursor, Route, compile_matchers
 from bridge.settings import load_catalog
 from bridge.suppression import inhibit_rule, maintenance_window, window_from_catalog
 from correlators.dedup import DedupStage
@@ -46,6 +46,8 @@ def engine_config(settings: Any) -> EngineConfig:
             group_held=r.group_held,
             group_window=r.group_window,
             group_window_for=r.group_window_for,
+            precursors=tuple(Precursor(p.name, compile_matchers(p.matchers), p.min_firing_for, p.urgency)
+                             for p in r.precursors),
         )
         for r in settings.routes
     )

@@ -19,8 +19,8 @@ from tests.bridge.conftest import alert, policy, resolved, route
 OPEN, RESOLVE = ActionKind.OPEN, ActionKind.RESOLVE
 
 
-def engine_with(*routes, catalog: Catalog | None = None, muters=(), latency=None) -> Engine:
-    return Engine(EngineConfig(routes=routes, priority=policy(), stages=(DedupStage(),),
+def engine_with(*routes, catalog=None, muters=(), latency=None, tiers=None) -> Engine:
+    return Engine(EngineConfig(routes=routes, priority=policy(tiers), stages=(DedupStage(),),
                                catalog=catalog or Catalog.empty(), muters=muters, resolve_latency=latency or {}))
 
 
@@ -174,3 +174,20 @@ def test_sliding_window_stays_open_while_alerts_keep_coming() -> None:
     for at, instance in ((0, "a"), (90, "b"), (180, "c"), (270, "d")):
         engine.submit([alert("CPU", instance=instance)], at)
     assert len({s.incidents[0] for s in engine.series.values()}) == 1
+
+
+def test_early_warning_pages_at_low_urgency_then_the_critical_raises_it() -> None:
+    """A sustained warning matching a precursor rule pages at low urgency; the critical alert raises it."""
+    from bridge.routing import Precursor
+
+    rule = Precursor("disk-filling", (parse_matcher("alertname=DiskFilling"),), 300, "low")
+    engine = engine_with(held(min_firing_for=60, precursors=(rule,), group_by=("instance",)),
+                         catalog=Catalog.build(CatalogSettings(services=[ServiceEntry(name="db", criticality=1)])),
+                         tiers={"db": 1})
+    engine.submit([alert("DiskFilling", instance="db1", service="db", severity="warning")], 0)
+    opened = [a for a in engine.advance(400) if a.kind is OPEN]
+    assert [(a.at, a.incident.priority) for a in opened] == [(300, "P3")]  # high impact x low urgency
+    assert "early warning disk-filling" in opened[0].incident.priority_reason
+    engine.submit([alert("DiskFull", instance="db1", service="db", severity="critical")], 1000)
+    updates = engine.advance(2000)
+    assert updates and updates[-1].incident.priority == "P1"
