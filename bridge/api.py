@@ -36,6 +36,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/maintenance", create_window)
     r.add_get(f"{PREFIX}/maintenance/{{id}}", get_window)
     r.add_delete(f"{PREFIX}/maintenance/{{id}}", delete_window)
+    r.add_get("/api/v2/silences", am_list_silences)
+    r.add_post("/api/v2/silences", am_post_silence)
+    r.add_get("/api/v2/silence/{id}", am_get_silence)
+    r.add_delete("/api/v2/silence/{id}", am_delete_silence)
     r.add_get(f"{PREFIX}/openapi.json", openapi)
 
 
@@ -243,3 +247,39 @@ async def get_window(request: web.Request) -> web.Response:
 async def delete_window(request: web.Request) -> web.Response:
     await request.app[RUNTIME].delete_window(request.match_info["id"])
     return web.Response(status=204)
+
+
+# ----------------------------------------------- Alertmanager API v2 silences (amtool, Grafana, ...)
+
+
+def _am_error(status: int, code: int, field: str, reason: str) -> web.Response:
+    message = f"{field}: {reason}" if field else reason
+    return _json({"code": code, "message": message, "field": field, "reason": reason}, status=status)
+
+
+async def am_list_silences(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].silences_alertmanager())
+
+
+async def am_post_silence(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as err:
+        return _am_error(400, 400, "body", f"invalid JSON: {err}")
+    if isinstance(body, dict) and not body.get("matchers"):
+        return _am_error(422, 612, "matchers", "matchers in body should have at least 1 items")
+    try:
+        silence_id = await request.app[RUNTIME].post_silence_alertmanager(body)
+    except ValueError as err:
+        invalid = _invalid(err)
+        return _am_error(400, 400, invalid.field, invalid.reason)
+    return _json({"silenceID": silence_id})
+
+
+async def am_get_silence(request: web.Request) -> web.Response:
+    return _json(request.app[RUNTIME].silence_alertmanager(request.match_info["id"]))
+
+
+async def am_delete_silence(request: web.Request) -> web.Response:
+    await request.app[RUNTIME].expire_silence(request.match_info["id"])
+    return web.Response(status=200)

@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from bridge.dispatch.backoff import RetryPolicy
@@ -28,6 +29,7 @@ from bridge.store.base import new_deliveries
 from bridge.store.sqlite import SQLiteStore
 from bridge.suppression import maintenance_window, silence_from_request, silence_view, window_view
 from bridge.wiring import build_engine, build_sinks, build_sources
+from correlators.silences import can_update, silence_from_alertmanager, silence_to_alertmanager
 
 __all__ = ["Conflict", "Runtime"]
 
@@ -214,6 +216,36 @@ class Runtime:
         assert self.store is not None
         await self.store.append(ENTRY_SILENCE, "api", {"op": "expire", "id": silence_id}, self.now())
         return self.silence(silence_id)
+
+    async def post_silence_alertmanager(self, body: Any) -> str:
+        """Alertmanager API v2 `POST /api/v2/silences`: create, or update the silence `body["id"]`.
+
+        An update that Alertmanager would not make in place (other matchers, a moved start) expires the
+        old silence and creates a new one, as Alertmanager does; both steps are journaled.
+        """
+        now = self.now()
+        store = self.engine.muter("silences")
+        silence = silence_from_alertmanager(body, now, str(uuid.uuid4()))
+        named = isinstance(body, dict) and body.get("id")
+        previous = store.get(silence.id) if named else None
+        if named and previous is None:
+            raise NotFound(f"no silence {silence.id!r}")
+        assert self.store is not None
+        if previous is not None and not can_update(previous, silence, now):
+            await self.store.append(ENTRY_SILENCE, "api", {"op": "expire", "id": previous.id}, now)
+            silence = replace(silence, id=str(uuid.uuid4()))
+        await self.store.append(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
+        return silence.id
+
+    def silences_alertmanager(self) -> list[dict[str, Any]]:
+        now = self.now()
+        return [silence_to_alertmanager(s, now) for s in self.engine.muter("silences").list(now)]
+
+    def silence_alertmanager(self, silence_id: str) -> dict[str, Any]:
+        found = self.engine.muter("silences").get(silence_id)
+        if found is None:
+            raise NotFound(f"no silence {silence_id!r}")
+        return silence_to_alertmanager(found, self.now())
 
     def windows(self) -> list[dict[str, Any]]:
         now = self.now()

@@ -177,3 +177,32 @@ def test_unused_silence_is_reported(tmp_path: Path) -> None:
             assert "alertbridge_silences_unused 1.0" in await (await client.get("/metrics")).text()
 
     run(scenario())
+
+
+def test_alertmanager_silence_api_round_trip(tmp_path: Path) -> None:
+    """The Alertmanager API v2 silence endpoints accept the real PostableSilence and answer like Alertmanager."""
+    import json as _json
+
+    body = _json.loads(fixture_bytes("alertmanager_api/post_api_v2_silences_request.json"))
+    body["startsAt"], body["endsAt"] = "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
+
+    async def scenario() -> None:
+        async with running_app(base_config(tmp_path)) as (client, _, _):
+            resp = await client.post("/api/v2/silences", json=body)
+            assert resp.status == 200, await resp.text()
+            silence_id = (await resp.json())["silenceID"]
+            got = await (await client.get(f"/api/v2/silence/{silence_id}")).json()
+            assert got["status"]["state"] == "active" and got["createdBy"] == "incident-bridge"
+            assert {m["name"]: m["isRegex"] for m in got["matchers"]} == {"alertname": False, "instance": True}
+            assert [s["id"] for s in await (await client.get("/api/v2/silences")).json()] == [silence_id]
+            updated = dict(got, comment="still on it")
+            resp = await client.post("/api/v2/silences", json=updated)
+            assert (await resp.json())["silenceID"] == silence_id  # same matchers: updated in place
+            assert (await client.delete(f"/api/v2/silence/{silence_id}")).status == 200
+            assert (await (await client.get(f"/api/v2/silence/{silence_id}")).json())["status"]["state"] == "expired"
+            resp = await client.post("/api/v2/silences", json={**body, "matchers": []})
+            assert resp.status == 422 and (await resp.json())["code"] == 612
+            resp = await client.post("/api/v2/silences", json={**body, "id": "nope"})
+            assert resp.status == 404
+
+    run(scenario())
