@@ -136,9 +136,13 @@ async def list_alerts(request: web.Request) -> web.Response:
     ]
     series.sort(key=lambda s: (s.alert.starts_at, s.alert.identity), reverse=True)
     items = []
+    now = runtime.engine.now
     for s in series[offset:offset + limit]:
         item = s.alert.to_dict()
         item["incidents"] = list(s.incidents)
+        item["held_until"] = format_time(s.hold_until) if s.hold_until is not None else None
+        item["held_reason"] = s.held_reason if s.hold_until is not None else None
+        item["flap"] = runtime.engine.flap_state(s.alert, now)
         items.append(item)
     return _json({"total": len(series), "limit": limit, "offset": offset, "items": items})
 

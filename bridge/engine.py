@@ -37,6 +37,7 @@ from bridge.timers import EXPIRE as _EXPIRE
 from bridge.timers import FLUSH as _FLUSH
 from bridge.timers import GROUP_WAIT as _GROUP_WAIT
 from bridge.timers import HOLD as _HOLD
+from bridge.timers import SETTLE as _SETTLE
 
 if TYPE_CHECKING:
     from correlators.mute import Muter
@@ -144,6 +145,13 @@ class Engine(GroupingMixin, HoldsMixin):
                 if incident is not None and incident.flush_due == due:
                     incident.flush_due = None
                     self._notify_update(incident, due, actions)
+            elif kind == _SETTLE:
+                incident = self.incidents.get(ref)
+                if (incident is not None and incident.resolve_due == due and incident.firing_count() == 0
+                        and incident.status is not IncidentStatus.RESOLVED):
+                    incident.resolve_due = None
+                    incident.record(due, "resolved", "engine", "all alerts stayed resolved for resolve_hysteresis")
+                    self._close(incident, due, "all alerts resolved", actions)
             elif kind == _HOLD:
                 self._release(ref, due, actions)
         self.now = max(self.now, now)
@@ -420,9 +428,20 @@ class Engine(GroupingMixin, HoldsMixin):
                 self._last_resolved[incident.key] = incident.id
                 return
             if incident.status is not IncidentStatus.RESOLVED:
+                hysteresis = self._routes[incident.route].resolve_hysteresis
+                if hysteresis > 0:
+                    if incident.resolve_due is None:
+                        incident.resolve_due = now + hysteresis
+                        incident.record(now, "resolving", "engine",
+                                        f"all alerts resolved; resolving in {hysteresis:g}s unless one fires again")
+                        self._schedule(incident.resolve_due, _SETTLE, incident.id)
+                    return
                 incident.record(now, "resolved", "engine", "all alerts resolved")
                 self._close(incident, now, "all alerts resolved", actions)
             return
+        if incident.resolve_due is not None:
+            incident.resolve_due = None
+            incident.record(now, "resolve cancelled", "engine", "an alert fired again within resolve_hysteresis")
         if not incident.opened:
             if self._routes[incident.route].group_wait == 0:
                 self._open(incident, now, actions)
@@ -459,7 +478,29 @@ class Engine(GroupingMixin, HoldsMixin):
     def _notify_update(self, incident: Incident, now: float, actions: list[Action]) -> None:
         if not incident.dirty or not incident.opened or incident.status is IncidentStatus.RESOLVED:
             return
+        mute = self._all_muted(incident, now)
+        if mute is not None:  # e.g. an inhibiting alert started firing after the page: no more updates
+            if not incident.muted:
+                incident.muted = True
+                incident.record(now, "updates muted", mute.stage, f"every firing alert is muted by {mute.rule}",
+                                mute_reason=mute.reason)
+            return
+        incident.muted = False
         self._emit(incident, ActionKind.UPDATE, now, f"{incident.firing_count()} alert(s) firing", actions)
+
+    def _all_muted(self, incident: Incident, now: float) -> Any:
+        """A mute that covers every firing alert of the incident, or None (a resolve is never muted)."""
+        if not self.config.muters:
+            return None
+        found = None
+        for alert in incident.alerts.values():
+            if alert.status is not AlertStatus.FIRING:
+                continue
+            mute = next((m for m in (muter.mutes(alert, now) for muter in self.config.muters) if m), None)
+            if mute is None:
+                return None
+            found = found or mute
+        return found
 
     def _close(self, incident: Incident, now: float, reason: str, actions: list[Action]) -> None:
         self._unindex(incident)

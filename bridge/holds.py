@@ -31,6 +31,16 @@ class HoldsMixin:
     def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
         raise NotImplementedError
 
+    def flap_state(self, alert: Alert, now: float) -> dict[str, Any]:
+        """The flap counter of the alert's condition, as the first route it takes counts it."""
+        from bridge.routing import select_routes
+
+        routes = select_routes(self.config.routes, alert)
+        window = routes[0].flap_window if routes else 1800.0
+        threshold = routes[0].flap_episodes if routes else 0
+        episodes = sum(1 for t in self._episodes.get(condition_key(alert), ()) if t >= now - window)
+        return {"episodes": episodes, "window": window, "flapping": bool(threshold) and episodes >= threshold}
+
     def _hold_due(self, series: _Series, route: Route, now: float) -> tuple[float, str]:
         """When a firing episode may page: once known to have fired `min_firing_for`; later if it flaps.
 

@@ -46,6 +46,8 @@ class Incident:
     last_joined_at: float = 0.0  # when an alert last joined (sliding grouping window)
     root_cause: str | None = None  # probable root-cause service (topology grouping)
     merged_into: str | None = None  # absorbed by this incident (topology grouping)
+    resolve_due: float | None = None  # resolving once resolve_hysteresis has passed
+    muted: bool = False  # its updates are muted (every firing alert is silenced, inhibited or in maintenance)
     reopening: bool = False  # re-fired within reopen_window: pages again as an open
     dirty: bool = False  # changed since the last notification
     last_notified: float = 0.0

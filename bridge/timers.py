@@ -4,3 +4,4 @@ GROUP_WAIT = 0  # ref: incident id; open it once group_wait has passed
 FLUSH = 1  # ref: incident id; send the coalesced update (group_interval)
 EXPIRE = 2  # ref: alert identity; resolve it at its ends_at
 HOLD = 3  # ref: alert identity; a hold (hold-down, flapping, mute) ends
+SETTLE = 4  # ref: incident id; resolve it if its alerts stayed resolved (resolve_hysteresis)

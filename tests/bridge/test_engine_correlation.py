@@ -191,3 +191,29 @@ def test_early_warning_pages_at_low_urgency_then_the_critical_raises_it() -> Non
     engine.submit([alert("DiskFull", instance="db1", service="db", severity="critical")], 1000)
     updates = engine.advance(2000)
     assert updates and updates[-1].incident.priority == "P1"
+
+
+def test_resolve_hysteresis_swallows_a_quick_refire() -> None:
+    """With resolve_hysteresis, a re-fire soon after the resolve cancels it: no resolve, no second page."""
+    engine = engine_with(held(resolve_hysteresis=120))
+    cpu = alert("CPU")
+    assert kinds(engine.submit([cpu], 0)) == [(0, "open")]
+    assert engine.submit([resolved(cpu)], 100) == []
+    refire = alert("CPU", starts_at=150)
+    actions = engine.submit([refire], 150)
+    assert [a.kind for a in actions] == [ActionKind.UPDATE]
+    assert kinds(engine.submit([resolved(refire)], 300)) == []
+    assert kinds(engine.advance(1000)) == [(420, "resolve")]
+
+
+def test_updates_stop_once_an_inhibiting_source_fires_but_the_resolve_still_comes() -> None:
+    """An incident whose alerts become inhibited after its page gets no more updates, yet its resolve."""
+    rule = InhibitRule("down-mutes-latency", (parse_matcher("alertname=Down"),),
+                       (parse_matcher("alertname=Latency"),), ("instance",))
+    engine = engine_with(route("down", "alertname=Down", group_wait=0), held(group_by=("instance",)),
+                         muters=(Inhibitor([rule]),))
+    latency = alert("Latency", instance="db1")
+    assert kinds(engine.submit([latency], 0)) == [(0, "open")]
+    engine.submit([alert("Down", instance="db1")], 10)
+    assert engine.submit([replace(latency, summary="worse")], 20) == []
+    assert kinds(engine.submit([resolved(replace(latency, summary="worse"))], 30)) == [(30, "resolve")]
