@@ -26,6 +26,8 @@ class HoldsMixin:
     series: dict[str, Any]
     _episodes: dict[str, list[float]]
     _urgency: dict[str, tuple[str, str]]
+    _firing: dict[str, dict[str, str]]
+    catalog: Any
     _routes: dict[str, Route]
 
     def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
@@ -62,8 +64,49 @@ class HoldsMixin:
             if recent >= route.flap_episodes:
                 flap_due = series.fired_at + route.flap_clear_after
                 if flap_due > due:
-                    due, reason = flap_due, "flapping"
+                    return flap_due, "flapping"
+        if route.corroborate_after and precursor is None:
+            early = series.fired_at + route.corroborate_after
+            if early < due and self._corroborated(series.alert):
+                due, reason = early, "corroborated"
         return due, reason
+
+    def _corroborated(self, alert: Alert) -> bool:
+        """Does another tool report a problem on the alert's service?"""
+        if not alert.service:
+            return False
+        return any(source != alert.source for source in self._firing.get(alert.service, {}).values())
+
+    def _track_firing(self, alert: Alert, now: float) -> None:
+        """Keep the index of firing alerts by service; a new one may corroborate held ones elsewhere."""
+        if not alert.service:
+            return
+        if alert.status is AlertStatus.FIRING:
+            self._firing.setdefault(alert.service, {})[alert.identity] = alert.source
+            self._corroborate_held(alert, now)
+        else:
+            found = self._firing.get(alert.service)
+            if found is not None:
+                found.pop(alert.identity, None)
+                if not found:
+                    del self._firing[alert.service]
+
+    def _corroborate_held(self, alert: Alert, now: float) -> None:
+        """Shorten the hold of alerts from other tools on the same service (`corroborate_after`)."""
+        assert alert.service is not None
+        for neighbour in (alert.service,):
+            for identity, source in list(self._firing.get(neighbour, {}).items()):
+                if source == alert.source:
+                    continue
+                other = self.series.get(identity)
+                if other is None or other.hold_until is None or other.held_reason != "hold_down":
+                    continue
+                routes = [r for r in self.config.routes if r.corroborate_after and r.matches(other.alert)][:1]
+                if not routes:
+                    continue
+                early = max(other.fired_at + routes[0].corroborate_after, now)
+                if early < other.hold_until:
+                    self._hold(other, early, "corroborated")
 
     def _hold(self, series: _Series, until: float, reason: str) -> None:
         if series.hold_until is None or until != series.hold_until:

@@ -114,6 +114,9 @@ class RouteSettings(_Model):
                                           "or sliding (until no alert joined for group_window_for); later alerts "
                                           "open a new incident.")
     group_window_for: Duration = Field(600.0, description="The length of a fixed or sliding group_window.")
+    corroborate_after: Duration = Field(0.0, description="Corroboration: a held alert pages this long after it "
+                                                         "fired when another tool reports a firing alert on the "
+                                                         "same or a directly connected service (0: off).")
     resolve_hysteresis: Duration = Field(0.0, description="After the last alert resolves, wait this long before "
                                                           "resolving the incident; an alert firing again meanwhile "
                                                           "cancels it (no resolve, no re-page).")

@@ -47,6 +47,7 @@ def engine_config(settings: Any) -> EngineConfig:
             group_window=r.group_window,
             group_window_for=r.group_window_for,
             resolve_hysteresis=r.resolve_hysteresis,
+            corroborate_after=r.corroborate_after,
             precursors=tuple(Precursor(p.name, compile_matchers(p.matchers), p.min_firing_for, p.urgency)
                              for p in r.precursors),
         )

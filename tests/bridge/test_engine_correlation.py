@@ -217,3 +217,16 @@ def test_updates_stop_once_an_inhibiting_source_fires_but_the_resolve_still_come
     engine.submit([alert("Down", instance="db1")], 10)
     assert engine.submit([replace(latency, summary="worse")], 20) == []
     assert kinds(engine.submit([resolved(replace(latency, summary="worse"))], 30)) == [(30, "resolve")]
+
+
+def test_another_tool_on_the_same_service_corroborates_a_held_alert() -> None:
+    """With corroborate_after, a held alert pages early once a second tool reports the same service."""
+    engine = engine_with(held(min_firing_for=300, corroborate_after=30, group_by=("service",)))
+    engine.submit([alert("Errors", service="api", source="am")], 0)
+    engine.submit([alert("ErrorRate", service="api", source="dd")], 10)
+    opened = [a for a in engine.advance(100) if a.kind is OPEN]
+    assert [a.at for a in opened] == [30]
+    other = engine_with(held(min_firing_for=300, corroborate_after=30, group_by=("service",)))
+    other.submit([alert("Errors", service="api", source="am")], 0)
+    other.submit([alert("Latency", instance="x", service="api", source="am")], 10)  # same tool: no
+    assert [a.at for a in other.advance(400) if a.kind is OPEN] == [300]
