@@ -112,8 +112,8 @@ class Route:
     group_window: str = "until_resolved"  # fixed (from the first alert) | sliding (inactivity) | until_resolved
     group_window_for: float = 600.0
     precursors: tuple[Precursor, ...] = ()
-    resolve_hysteresis: float = 0.0
-    corroborate_after: float = 0.0  # a held alert another tool confirms (same/connected service) pages this soon  # wait this long after the last alert resolves before resolving
+    resolve_hysteresis: float = 0.0  # wait this long after the last alert resolves before resolving
+    corroborate_after: float = 0.0  # a held alert another tool confirms (same service) pages this soon
 
     def precursor(self, alert: Alert) -> Precursor | None:
         return next((p for p in self.precursors if p.matches(alert)), None)
