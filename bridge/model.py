@@ -7,6 +7,7 @@ hot path, immutable where they cross a boundary (Alert, Action, TimelineEntry).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -282,6 +283,19 @@ _GO_ZERO_PREFIX = "0001-01-01"
 
 
 def parse_time(value: str) -> float | None:
+    """Parse RFC 3339 (nanoseconds tolerated, `Z` or offset) to epoch seconds.
+
+    Returns None for Go's zero time (`0001-01-01T00:00:00Z`), which Alertmanager sends as "unset".
+    Raises ValueError on anything else that is not a timestamp. Cached: senders repeat the same
+    `startsAt` in every re-send.
+    """
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string")
+    return _parse_time(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_time(value: str) -> float | None:
     """Parse RFC 3339 (nanoseconds tolerated, `Z` or offset) to epoch seconds.
 
     Returns None for Go's zero time (`0001-01-01T00:00:00Z`), which Alertmanager sends as "unset".

@@ -64,6 +64,7 @@ class Runtime:
         self._last_at = 0.0
         self._ticker: asyncio.Task[None] | None = None
         self._reported_unused: set[str] = set()
+        self._live_actions: dict[str, Action] = {}  # idempotency key -> Action, until delivered
         self.metrics.watch(self.engine, lambda: self.queue_depth, settings.silences.report_unused_after)
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -78,7 +79,8 @@ class Runtime:
                              max_attempts=d.max_attempts, jitter=d.jitter)
         self.dispatcher = EmbeddedDispatcher(self.store, self.sinks, clock=self.clock, policy=policy,
                                              concurrency=d.concurrency,
-                                             metrics_hook=self.metrics.record_delivery)
+                                             metrics_hook=self.metrics.record_delivery,
+                                             actions=self._live_actions)
         await self.dispatcher.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="alertbridge-ticker")
         self.ready = True
@@ -290,6 +292,12 @@ class Runtime:
 
     def _enqueue_actions(self, actions: list[Action], *, count_metrics: bool = True) -> None:
         rows = [row for action in actions for row in new_deliveries(action)]
+        live = self._live_actions
+        for action in actions:
+            for sink in action.sinks:
+                live[action.idempotency_key(sink)] = action
+        while len(live) > 10_000:  # bounded: the oldest fall back to the stored JSON
+            del live[next(iter(live))]
         for action in actions:
             if count_metrics:
                 self.metrics.actions.labels(action.kind.value).inc()

@@ -413,12 +413,15 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
         fingerprint = canonical_fingerprint(labels, config.identity_labels or None)
     generator = optional_str(item, "generatorURL", join_path(path, "generatorURL")) or ""
     fields = alert_fields(config, labels, annotations, absolute(generator) if absolute else generator)
-    links = list(fields.links)
-    seen = {link.href for link in links}
-    for link in extra_links:
-        if link.href and link.href not in seen:
-            seen.add(link.href)
-            links.append(link)
+    links = fields.links
+    if extra_links:
+        merged = list(links)
+        seen = {link.href for link in merged}
+        for link in extra_links:
+            if link.href and link.href not in seen:
+                seen.add(link.href)
+                merged.append(link)
+        links = tuple(merged)
     return Alert(
         source=source,
         fingerprint=fingerprint,
@@ -433,5 +436,5 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
         annotations=annotations,
         service=fields.service,
         resource=fields.resource,
-        links=tuple(links),
+        links=links,
     )

@@ -33,13 +33,14 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
 from bridge.dispatch.backoff import RetryPolicy, next_delay
 from bridge.errors import StoreUnavailable
+from bridge.model import Action
 from bridge.plugins import Outcome, OutcomeKind, Sink
 from bridge.store.base import Delivery, Outbox, action_from_dict
 
@@ -78,11 +79,15 @@ class EmbeddedDispatcher:
         attempt_timeout: float = 330.0,
         rand: Callable[[], float] = random.random,
         timer: Callable[[], float] = time.perf_counter,
+        actions: MutableMapping[str, Action] | None = None,
     ) -> None:
         if concurrency < 1 or batch_limit < 1:
             raise ValueError("concurrency and batch_limit must be at least 1")
         self._store = store
         self._sinks = sinks
+        # the live Action objects of recent enqueues, by idempotency key, so a delivery made by this
+        # process does not decode what it just encoded (a restart falls back to the stored JSON)
+        self._actions = actions
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._metrics_hook = metrics_hook
@@ -219,7 +224,8 @@ class EmbeddedDispatcher:
             log.warning("delivery dead", reason=UNKNOWN_SINK)
             return
         try:
-            action = action_from_dict(delivery.action)
+            cached = self._actions.pop(delivery.idempotency_key, None) if self._actions is not None else None
+            action = cached if cached is not None else action_from_dict(delivery.action)
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"undecodable action: {exc!r}"
             await self._store.mark_dead(delivery.id, reason, self._clock(), attempted=False)
