@@ -101,6 +101,7 @@ class Engine(GroupingMixin, HoldsMixin):
         self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts
         self._urgency: dict[str, tuple[str, str]] = {}  # alert identity -> (urgency, why): early warnings
         self._firing: dict[str, dict[str, str]] = {}  # service -> firing alert identity -> source
+        self._corroboration = any(route.corroborate_after for route in config.routes)
         self.catalog = config.catalog
         self.now = 0.0
         self.stats = EngineStats()
@@ -271,7 +272,7 @@ class Engine(GroupingMixin, HoldsMixin):
             series.alert = alert
         for muter in self.config.muters:
             muter.observe(alert, now)
-        if prev is None or prev.status is not alert.status:
+        if self._corroboration and (prev is None or prev.status is not alert.status):
             self._track_firing(alert, now)
         if alert.status is AlertStatus.FIRING:
             self._schedule_expiry(series)

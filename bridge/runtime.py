@@ -305,6 +305,9 @@ class Runtime:
                      revision=action.incident.revision, priority=action.incident.priority,
                      reason=action.reason, sinks=list(action.sinks))
         if rows and self.store is not None:
-            self.store.enqueue_nowait(rows, self.now())
+            inserted = self.store.enqueue_nowait(rows, self.now())
             if self.dispatcher is not None:
-                self.dispatcher.wake()
+                # wake the dispatcher once the rows are committed: woken before, it finds nothing and
+                # sleeps until its next poll (the e2e p99 was 260 ms - 1 s for an isolated alert)
+                dispatcher = self.dispatcher
+                inserted.add_done_callback(lambda _: dispatcher.wake())
