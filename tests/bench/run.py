@@ -87,6 +87,36 @@ sys.exit(code)
 """
 
 
+# Experiment hook, env ALERTBRIDGE_BENCH_GC=FILE[,THRESHOLD]: the server runs through this wrapper,
+# which times every cyclic-GC pass (gc.callbacks) and writes the totals to FILE at exit; THRESHOLD,
+# when given, is passed to gc.set_threshold(THRESHOLD) first (gen0 only) to see what GC costs.
+GC_ENV = "ALERTBRIDGE_BENCH_GC"
+GC_SNIPPET = """
+import gc, json, sys, time
+from bridge.cli import main
+spec, argv = sys.argv[1].split(","), sys.argv[2:]
+if len(spec) > 1:
+    gc.set_threshold(int(spec[1]), *gc.get_threshold()[1:])
+stats = {"seconds": [0.0, 0.0, 0.0], "collections": [0, 0, 0], "max_ms": 0.0, "threshold": gc.get_threshold()}
+started = [0.0]
+def timer(phase, info):
+    if phase == "start":
+        started[0] = time.perf_counter()
+    else:
+        took = time.perf_counter() - started[0]
+        stats["seconds"][info["generation"]] += took
+        stats["collections"][info["generation"]] += 1
+        stats["max_ms"] = max(stats["max_ms"], took * 1000)
+gc.callbacks.append(timer)
+try:
+    code = main(argv)
+finally:
+    with open(spec[0], "w") as handle:
+        json.dump(stats, handle)
+sys.exit(code)
+"""
+
+
 # ------------------------------------------------------------------------------------------ utils
 def free_port() -> int:
     with socket.socket() as sock:
@@ -220,6 +250,8 @@ class Bridge:
         cprofile_out = cprofile_out or (Path(os.environ[CPROFILE_ENV]) if os.environ.get(CPROFILE_ENV) else None)
         if cprofile_out is not None:
             self.cmd = [sys.executable, "-c", CPROFILE_SNIPPET, str(cprofile_out), *cli]
+        elif os.environ.get(GC_ENV):
+            self.cmd = [sys.executable, "-c", GC_SNIPPET, os.environ[GC_ENV], *cli]
         else:
             self.cmd = [sys.executable, "-m", "bridge", *cli]
         self.log_path = self.dir / "serve.log"
@@ -369,7 +401,11 @@ def throughput_point(a: argparse.Namespace, workdir: Path, style: str, batch: in
                "profiled": a.profile if profile_tag else None, "repeat": series, "series": series, **r}
         if rec["cpu"].get("foreign_cpu_pct", 0) > a.foreign_max:
             rec["busy_top"] = top_processes()
-        return rec
+    gc_file = os.environ.get(GC_ENV, "").split(",")[0]
+    if gc_file and Path(gc_file).exists():  # written by the server at exit (experiment hook)
+        rec["server_gc"] = json.loads(Path(gc_file).read_text())
+        Path(gc_file).unlink()
+    return rec
 
 
 def gated(a: argparse.Namespace, out: Out, what: str, fn: Any) -> dict[str, Any]:
@@ -389,14 +425,15 @@ def gated(a: argparse.Namespace, out: Out, what: str, fn: Any) -> dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------ Alertmanager
-def bench_am(a: argparse.Namespace, out: Out, args: list[str], series: int = 1) -> list[dict[str, Any]]:
+def bench_am(a: argparse.Namespace, out: Out, args: list[str], series: int = 1,
+             attempts: int | None = None) -> list[dict[str, Any]]:
     """Run the shared harness (read-only tree; results go to our out dir), return its new records."""
     if not BENCH_AM.is_file():
         raise SystemExit(f"--with-alertmanager: {BENCH_AM} not found")
     path = out.dir / "bench_am.jsonl"
     before = path.read_text().count("\n") if path.exists() else 0
     cmd = [sys.executable, str(BENCH_AM), *args, "--out", str(path), "--quiet-wait", str(a.quiet_wait),
-           "--foreign-max", str(a.foreign_max), "--max-attempts", str(a.max_attempts),
+           "--foreign-max", str(a.foreign_max), "--max-attempts", str(attempts or a.max_attempts),
            "--am-port", str(free_port()), "--receiver-port", str(free_port())]
     print("  $ " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, cwd=SHARED, capture_output=True, text=True, timeout=1800)
@@ -550,16 +587,28 @@ def receiver_main(port: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------- profile
-_BORING = re.compile(r"^(<module>|main|run|_serve|Runner\.run|BaseEventLoop\.(run_until_complete|run_forever|_run_once)"
-                     r"|Handle\._run|Thread\.(run|_bootstrap|_bootstrap_inner)|_worker) ")
+_BORING = re.compile(r"^(<module>|_run_module_as_main|_run_code|main|run|_serve|Runner\.run"
+                     r"|BaseEventLoop\.(run_until_complete|run_forever|_run_once)"
+                     r"|Handle\._run|Thread\.(run|_bootstrap|_bootstrap_inner)|_worker"
+                     # aiohttp/middleware plumbing around our handler: same share as `_ingest`
+                     r"|RequestHandler\._handle_request|Application\._handle|_fix_request_current_app\.<locals>\.impl"
+                     r"|request_id_middleware|error_middleware|_compat_handler\.<locals>\.handler|ingest_named) ")
+
+
+#: leaf frames that are waiting, not computing: the event loop's epoll, the store writer's blocking
+#: queue get(), the thread pool's idle get(), and COMMIT (WAL write + fsync, GIL released). py-spy
+#: does not always classify these as idle.
+_WAITS = re.compile(r"^(EpollSelector\.select|SQLiteStore\._write_loop|SQLiteStore\._commit|_worker) ")
 
 
 def analyze_pyspy(path: Path, top: int = 15) -> str:
-    """Top functions of a `py-spy record -f raw --threads` file, by self and cumulative share of samples."""
+    """Top functions of a `py-spy record -f raw --threads` file, by self and cumulative share of the
+    samples that were computing (wait leaves, `_WAITS`, are counted apart)."""
     self_n: collections.Counter[str] = collections.Counter()
     cum_n: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
-    total = 0
+    waits: collections.Counter[str] = collections.Counter()
+    total = busy = 0
     for line in path.read_text().splitlines():
         stack, _, n_text = line.rpartition(" ")
         if not n_text.isdigit():
@@ -569,17 +618,24 @@ def analyze_pyspy(path: Path, top: int = 15) -> str:
         total += n
         threads[re.sub(r"\(\d+\)", "", frames[0]).replace("thread : ", "")] += n
         names = [re.sub(r":\d+\)$", ")", f) for f in frames[1:]]
+        if names and _WAITS.match(names[-1]):
+            waits[names[-1].split(" ")[0]] += n
+            continue
+        busy += n
         if names:
             self_n[names[-1]] += n
         for name in set(names):
             cum_n[name] += n
-    lines = [f"{path.name}: {total} samples (non-idle, all threads); threads: "
-             + ", ".join(f"{t} {100 * c / total:.0f}%" for t, c in threads.most_common())]
+    busy = busy or 1
+    lines = [f"{path.name}: {total} samples (py-spy, all threads, 100 Hz); threads: "
+             + ", ".join(f"{t} {100 * c / total:.0f}%" for t, c in threads.most_common()),
+             "waiting (excluded below): " + ", ".join(f"{w} {100 * c / total:.1f}%" for w, c in waits.most_common())
+             + f"; computing: {busy} samples = 100 % below"]
     lines += ["", "| # | self % | function (file) |", "|---|---|---|"]
-    lines += [f"| {i} | {100 * c / total:.1f} | `{f}` |" for i, (f, c) in enumerate(self_n.most_common(top), 1)]
+    lines += [f"| {i} | {100 * c / busy:.1f} | `{f}` |" for i, (f, c) in enumerate(self_n.most_common(top), 1)]
     cum = [(f, c) for f, c in cum_n.most_common() if not _BORING.match(f)][:top]
     lines += ["", "| # | cumulative % | function (file) |", "|---|---|---|"]
-    lines += [f"| {i} | {100 * c / total:.1f} | `{f}` |" for i, (f, c) in enumerate(cum, 1)]
+    lines += [f"| {i} | {100 * c / busy:.1f} | `{f}` |" for i, (f, c) in enumerate(cum, 1)]
     return "\n".join(lines)
 
 
@@ -655,12 +711,14 @@ def report(records: list[dict[str, Any]]) -> str:
     thr = [r for r in records if r.get("kind") == "throughput" and not r.get("profiled")]
     final: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in thr:  # attempts of one point share a key; keep the clean one (or the last)
-        key = (r.get("target"), r.get("driver"), r.get("gen"), r.get("style"), r.get("batch"),
-               r.get("concurrency"), r.get("series", r.get("repeat")))
+        target = "alertbridge" if str(r.get("target")).startswith("http") else r.get("target")
+        key = (target, r.get("driver"), r.get("gen"), r.get("style"), r.get("batch"),
+               r.get("concurrency"), r.get("series", r.get("repeat")), r.get("run"))
         prev = final.get(key)
         if prev is None or prev.get("contaminated") or not r.get("contaminated"):
             final[key] = r
-    for r in final.values():
+    for r in sorted(final.values(), key=lambda r: (r.get("batch"), r.get("style"), str(r.get("target")) < "b",
+                                                   str(r.get("driver")))):
         target = r.get("target") or "?"
         target = "alertbridge" if target == "alertbridge" or str(target).startswith("http") else target
         lat = r.get("lat_ms") or {}
@@ -671,6 +729,25 @@ def report(records: list[dict[str, Any]]) -> str:
             f"| {_f(_cpu(r, 'bridge', 'target', 'am'))} | {_f(_cpu(r, 'loadgen'))} | {_f(_busy(r))} "
             f"| {_f(r.get('foreign_cpu_pct', (r.get('cpu') or {}).get('foreign_cpu_pct')))} "
             f"| {'no' if r.get('contaminated') else 'yes'} |")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in final.values():
+        if not r.get("contaminated"):
+            target = "alertbridge" if str(r.get("target")).startswith("http") else r.get("target")
+            groups[(r.get("batch"), r.get("style"), target, r.get("driver", "bench_am.py"), r.get("gen"),
+                    r.get("concurrency"))].append(r)
+    if groups:
+        out += ["", "### Summary over runs (clean points only): alerts/s min / **median** / max", "",
+                "| batch | style | target | driver | gen | conc | n | alerts/s | POST p50 ms (med) | POST p99 ms (med) "
+                "| CPU% target (med) | busy% (med) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+            rs = groups[key]
+            rates = sorted(r["alerts_per_s"] for r in rs)
+            out.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {key[5]} | {len(rs)} "
+                       f"| {_f(rates[0])} / **{_f(median(rates))}** / {_f(rates[-1])} "
+                       f"| {_f(median([(r.get('lat_ms') or {}).get('p50') for r in rs]), 2)} "
+                       f"| {_f(median([(r.get('lat_ms') or {}).get('p99') for r in rs]), 1)} "
+                       f"| {_f(median([_cpu(r, 'bridge', 'target', 'am') for r in rs]))} "
+                       f"| {_f(median([_busy(r) for r in rs]))} |")
     e2e = [r for r in records if r.get("kind") == "e2e"]
     if e2e:
         out += ["", "### End to end: POST of a new alert (new group) -> webhook receipt, group_wait 0s", "",
@@ -757,7 +834,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(analyze(Path(p)) + "\n")
         return 0
     if argv[:1] == ["report"]:
-        records = [json.loads(line) for p in argv[1:] for line in Path(p).read_text().splitlines() if line]
+        records = [{"run": str(Path(p).parent), **json.loads(line)}
+                   for p in argv[1:] for line in Path(p).read_text().splitlines() if line]
         print(report(records))
         return 0
     a = parse_args(argv)
@@ -794,9 +872,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if prof.exists():
                             print(analyze(prof) + "\n", flush=True)
                     if a.with_alertmanager and a.profile == "none":
-                        with bridge_and_receiver(workdir) as (bridge, _receiver):
-                            records += bench_am(a, out, [*common, "--target-url", bridge.url(style),
-                                                         "--target-pid", str(bridge.pid), "--style", style], rep)
+                        # the harness re-uses a --target-url target across its attempts (state grows):
+                        # one attempt per call, a fresh bridge per attempt, re-run here if contaminated
+                        for _attempt in range(a.max_attempts):
+                            with bridge_and_receiver(workdir) as (bridge, _receiver):
+                                got = bench_am(a, out, [*common, "--target-url", bridge.url(style),
+                                                        "--target-pid", str(bridge.pid), "--style", style],
+                                               rep, attempts=1)
+                            records += got
+                            if not any(r.get("contaminated") for r in got):
+                                break
 
     if "e2e" in a.only and a.profile == "none":
         for rep in range(1, a.repeats + 1):
@@ -820,6 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 records += bench_am(a, out, ["memory", "--levels", ",".join(map(str, a.memory_levels)),
                                              "--settle-mem", str(int(a.settle)), "--repeats", "1"], rep)
 
+    for rec in records:
+        rec.setdefault("run", str(out.dir))
     table = report(records)
     (out.dir / "tables.md").write_text(table + "\n")
     print(table)
