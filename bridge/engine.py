@@ -23,13 +23,14 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bridge.catalog import Catalog
 from bridge.grouping import GroupingMixin, incident_services
 from bridge.holds import HoldsMixin, condition_key
 from bridge.incidents import Incident
 from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView
+from bridge.muting import MutingMixin
 from bridge.plugins import Stage, StageContext, VerdictKind
 from bridge.priority import PriorityPolicy
 from bridge.routing import Route, select_routes
@@ -85,7 +86,7 @@ class EngineStats:
     pages_avoided: Counter[str] = field(default_factory=Counter)
 
 
-class Engine(GroupingMixin, HoldsMixin):
+class Engine(GroupingMixin, HoldsMixin, MutingMixin):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.series: dict[str, _Series] = {}
@@ -191,40 +192,6 @@ class Engine(GroupingMixin, HoldsMixin):
                 series.incidents.remove(incident.id)
         incident.record(now, "resolved", by, "resolved by hand")
         self._close(incident, now, f"resolved by {by}", actions)
-        return actions
-
-    # ------------------------------------------------------------------------ silences, maintenance
-
-    def muter(self, type_name: str) -> Any:
-        """The configured muter of this type (`silences`, `maintenance`, `inhibit`), or None."""
-        return next((m for m in self.config.muters if m.type_name == type_name), None)
-
-    def set_silence(self, data: Mapping[str, Any], now: float) -> tuple[list[Action], Any]:
-        """Create or update a silence (its journaled form); returns the silence as stored."""
-        from correlators.silences import Silence
-
-        actions = self.advance(now)
-        return actions, self.muter("silences").add(Silence.from_dict(data), now)
-
-    def expire_silence(self, silence_id: str, now: float) -> list[Action]:
-        actions = self.advance(now)
-        store = self.muter("silences")
-        if silence_id in store:
-            store.expire(silence_id, now)
-        return actions
-
-    def set_window(self, data: Mapping[str, Any], now: float) -> list[Action]:
-        from correlators.maintenance import MaintenanceWindow
-
-        actions = self.advance(now)
-        self.muter("maintenance").add(MaintenanceWindow.from_dict(data))
-        return actions
-
-    def delete_window(self, window_id: str, now: float) -> list[Action]:
-        actions = self.advance(now)
-        calendar = self.muter("maintenance")
-        if window_id in calendar:
-            calendar.remove(window_id)
         return actions
 
     # ----------------------------------------------------------------------------------- queries
@@ -491,20 +458,6 @@ class Engine(GroupingMixin, HoldsMixin):
             return
         incident.muted = False
         self._emit(incident, ActionKind.UPDATE, now, f"{incident.firing_count()} alert(s) firing", actions)
-
-    def _all_muted(self, incident: Incident, now: float) -> Any:
-        """A mute that covers every firing alert of the incident, or None (a resolve is never muted)."""
-        if not self.config.muters:
-            return None
-        found = None
-        for alert in incident.alerts.values():
-            if alert.status is not AlertStatus.FIRING:
-                continue
-            mute = next((m for m in (muter.mutes(alert, now) for muter in self.config.muters) if m), None)
-            if mute is None:
-                return None
-            found = found or mute
-        return found
 
     def _close(self, incident: Incident, now: float, reason: str, actions: list[Action]) -> None:
         self._unindex(incident)
