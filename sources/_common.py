@@ -438,3 +438,32 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
         resource=fields.resource,
         links=links,
     )
+
+
+class FiringCache:
+    """Alerts already built from byte-identical firing items, most recent first (bounded).
+
+    Senders re-send every firing alert unchanged (Alertmanager every group_interval, Prometheus every
+    evaluation); building the Alert again (labels, fingerprint, times, links) was ~45 % of ingest CPU
+    at batch 100. Only items whose Alert does not depend on `now` may be cached: the caller decides.
+    Parsing stays pure: the cached Alert is exactly what a fresh parse would build.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._items: dict[bytes, Any] = {}
+
+    def key(self, item: Any) -> bytes | None:
+        try:
+            return orjson.dumps(item)
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+
+    def get(self, key: bytes) -> Any:
+        return self._items.get(key)
+
+    def put(self, key: bytes, alert: Any) -> None:
+        items = self._items
+        items[key] = alert
+        if len(items) > self._size:
+            del items[next(iter(items))]  # the oldest insertion

@@ -38,9 +38,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from bridge.errors import PayloadInvalid
-from bridge.model import AlertStatus
+from bridge.model import Alert, AlertStatus
 from bridge.plugins import Parsed, register_source
 from sources._common import (
+    FiringCache,
     LabelMappingConfig,
     envelope_alert,
     envelope_group,
@@ -72,15 +73,28 @@ class AlertmanagerSource:
     def __init__(self, config: AlertmanagerSourceConfig) -> None:
         self.name = config.name
         self.config = config
+        self._cache = FiringCache()
 
     def parse(self, body: bytes, headers: Mapping[str, str], now: float) -> Parsed:
         data = load_json(body)
         items, truncated = envelope_items(data, "Alertmanager webhook")
-        alerts = [envelope_alert(self.name, self.config, item, join_path("alerts", i), now, _STATUSES,
-                                 "firing, resolved") for i, item in enumerate(items)]
+        alerts = [self._alert(item, i, now) for i, item in enumerate(items)]
         sender_group = envelope_group(data)
         group_resolved = sender_group is not None and data.get("status") == "resolved"
         return Parsed(alerts=alerts, truncated=truncated, sender_group=sender_group, group_resolved=group_resolved)
+
+    def _alert(self, item: Any, index: int, now: float) -> Alert:
+        # a firing alert with an explicit status does not depend on `now`: cache it (FiringCache)
+        key = self._cache.key(item) if isinstance(item, dict) and item.get("status") == "firing" else None
+        if key is not None:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        alert = envelope_alert(self.name, self.config, item, join_path("alerts", index), now, _STATUSES,
+                               "firing, resolved")
+        if key is not None:
+            self._cache.put(key, alert)
+        return alert
 
     def error_body(self, field: str, reason: str, status: int) -> tuple[int, dict[str, Any]]:
         """Alertmanager documents no error body for webhook receivers: ours (`PayloadInvalid.to_dict`)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -39,7 +40,7 @@ from pydantic import Field, field_validator
 from bridge.errors import PayloadInvalid
 from bridge.model import Alert, AlertStatus, canonical_fingerprint, format_time, parse_time
 from bridge.plugins import Parsed, register_source
-from sources._common import MAX_EPOCH, LabelMappingConfig, alert_fields, dump_json, kind, parse_duration
+from sources._common import MAX_EPOCH, FiringCache, LabelMappingConfig, alert_fields, dump_json, kind, parse_duration
 
 __all__ = ["PrometheusSource", "PrometheusSourceConfig"]
 
@@ -91,6 +92,7 @@ class PrometheusSource:
     def __init__(self, config: PrometheusSourceConfig) -> None:
         self.name = config.name
         self.config = config
+        self._cache = FiringCache()
 
     def parse(self, body: bytes, headers: Mapping[str, str], now: float) -> Parsed:
         if not bytes(body).strip():
@@ -144,6 +146,30 @@ class PrometheusSource:
         return _LEGACY_NAME.match(name) is not None
 
     def _alert(self, item: Any, i: int, now: float) -> Alert:
+        """Build the alert, or reuse the one built from a byte-identical earlier item (FiringCache).
+
+        Only items with a `startsAt` are cached; an alert without `endsAt` gets `ends_at` = now +
+        resolve_timeout afresh, one with `endsAt` is reused only while that is still in the future.
+        """
+        key = self._cache.key(item) if isinstance(item, dict) and item.get("startsAt") else None
+        if key is not None:
+            found = self._cache.get(key)
+            if found is not None:
+                cached, relative = found
+                if relative:
+                    ends_at = now + self.config.resolve_timeout
+                    if cached.starts_at <= ends_at:
+                        return replace(cached, ends_at=ends_at)
+                elif cached.ends_at is not None and cached.ends_at > now:
+                    return cached  # type: ignore[no-any-return]
+        alert = self._build(item, i, now)
+        if key is not None and alert.status is AlertStatus.FIRING:
+            ends_raw = item.get("endsAt")
+            relative = ends_raw in (None, "") or (isinstance(ends_raw, str) and ends_raw.startswith("0001-01-01"))
+            self._cache.put(key, (alert, relative))
+        return alert
+
+    def _build(self, item: Any, i: int, now: float) -> Alert:
         at = f"[{i}]"
         if not isinstance(item, dict):
             raise PayloadInvalid(at, _unmarshal(item, "Go value of type models.PostableAlert"))

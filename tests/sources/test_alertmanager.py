@@ -302,3 +302,14 @@ def test_group_key_and_group_resolved(fixture: str, resolved: bool) -> None:
     parsed = parse_ok(make(), body, NOW)
     assert parsed.sender_group == orjson.loads(body)["groupKey"]
     assert parsed.group_resolved is resolved
+
+
+def test_repeated_firing_items_are_reused() -> None:
+    """A byte-identical firing re-send gives the same Alert, and the resolve of it is parsed afresh."""
+    source = make()
+    body = load_fixture(FIRING_2)
+    first = parse_ok(source, body, NOW).alerts
+    again = parse_ok(source, body, NOW + 300).alerts
+    assert [a is b for a, b in zip(first, again, strict=True)] == [True, True]
+    resolved = parse_ok(source, load_fixture("alertmanager/captured_v0.25_webhook_resolved.json"), NOW).alerts
+    assert all(a.status.value == "resolved" for a in resolved)

@@ -222,3 +222,17 @@ def test_accepted_alerts_serialize() -> None:
     """Every accepted alert round-trips through its JSON form (what the journal stores)."""
     for alert in parse_ok(make(), load_fixture(FIRING), NOW).alerts:
         assert orjson.loads(orjson.dumps(alert.to_dict())) == alert.to_dict()
+
+
+def test_repeated_items_are_reused_but_expiry_is_refreshed() -> None:
+    """A byte-identical re-send reuses the alert built before, with ends_at refreshed from `now`."""
+    source = make()
+    body = orjson.dumps([{"labels": {"alertname": "A"}, "startsAt": "2026-11-23T18:00:00Z"}])
+    first = source.parse(body, {}, NOW).alerts[0]
+    second = source.parse(body, {}, NOW + 60).alerts[0]
+    assert second.ends_at == NOW + 60 + source.config.resolve_timeout
+    assert (second.fingerprint, second.key, second.labels) == (first.fingerprint, first.key, first.labels)
+    ended = orjson.dumps([{"labels": {"alertname": "A"}, "startsAt": "2026-11-23T18:00:00Z",
+                           "endsAt": "2026-11-23T18:31:00Z"}])
+    assert source.parse(ended, {}, NOW).alerts[0].status.value == "firing"
+    assert source.parse(ended, {}, NOW + 3600).alerts[0].status.value == "resolved"  # not a stale cached firing
