@@ -244,10 +244,13 @@ def _replay(args: argparse.Namespace) -> int:
     engine = build_engine(settings)
     sources = build_sources(settings)
     out = sys.stdout.buffer if str(args.out) == "-" else open_binary(args.out, "wb")
+
+    def write(event: dict[str, Any]) -> None:
+        out.write(orjson.dumps(event) + b"\n")
+
     try:
         with open_binary(args.stream, "rb") as handle:
-            summary = replay(stream_lines(handle), engine, sources,
-                             lambda event: out.write(orjson.dumps(event) + b"\n"),
+            summary = replay(stream_lines(handle), engine, sources, write,
                              start=start, strict=args.strict, drain=drain)
     except ReplayError as err:
         print(f"replay stopped (--strict): {err}", file=sys.stderr)

@@ -157,6 +157,7 @@ class Source(Protocol):
     compat_paths: ClassVar[tuple[str, ...]]
 
     name: str
+    config: Any  # its validated `config_model` instance
 
     def parse(self, body: bytes, headers: Mapping[str, str], now: float) -> Parsed: ...
 

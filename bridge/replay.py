@@ -146,11 +146,11 @@ def replay(lines: Iterable[tuple[int, str | bytes]], engine: Engine, sources: di
         if op is not None:
             at = max(at, last)
             last = at
-            data = record.get("data")
-            if not isinstance(data, dict):  # the short form of acknowledge / resolve lines
-                data = {"incident": record.get("incident"), "by": record.get("by")}
+            op_data = record.get("data")
+            if not isinstance(op_data, dict):  # the short form of acknowledge / resolve lines
+                op_data = {"incident": record.get("incident"), "by": record.get("by")}
             try:
-                emit(applier.apply(op, "api", data, at))
+                emit(applier.apply(op, "api", op_data, at))
             except (KeyError, TypeError, ValueError) as err:
                 message = f"line {number}: operation {op} could not be applied: {err}"
                 if strict:

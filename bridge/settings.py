@@ -193,8 +193,8 @@ def settings_model() -> type[BaseModel]:
         __config__=ConfigDict(frozen=True, extra="forbid"),
         server=(ServerSettings, Field(default_factory=ServerSettings, description="HTTP server.")),
         logging=(LoggingSettings, Field(default_factory=LoggingSettings, description="Logs.")),
-        sources=(list[source_union], Field(default_factory=list, description="Monitoring tools that post.")),
-        sinks=(list[sink_union], Field(default_factory=list, description="Where incidents are delivered.")),
+        sources=(list[source_union], Field(default_factory=list, description="Monitoring tools that post.")),  # type: ignore[valid-type]  # built from the registry
+        sinks=(list[sink_union], Field(default_factory=list, description="Where incidents are delivered.")),  # type: ignore[valid-type]  # built from the registry
         routes=(list[RouteSettings], Field(default_factory=list, description="Ordered routes; first match.")),
         services=(list[ServiceSettings], Field(default_factory=list, description="Service catalog (inline).")),
         catalog=(Path | None, Field(None, description="Service catalog file (YAML; see `alertbridge catalog "
