@@ -25,6 +25,11 @@ class MutingMixin:
     def advance(self, now: float) -> list[Action]:  # provided by Engine
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # provided by Engine and HoldsMixin
+        series: dict[str, Any]
+
+        def _hold(self, series: Any, until: float, reason: str) -> None: ...
+
     def muter(self, type_name: str) -> Any:
         """The configured muter of this type (`silences`, `maintenance`, `inhibit`), or None."""
         return next((m for m in self.config.muters if m.type_name == type_name), None)
@@ -41,6 +46,7 @@ class MutingMixin:
         store = self.muter("silences")
         if silence_id in store:
             store.expire(silence_id, now)
+            self._recheck_muted(f"silences:{silence_id}", now)
         return actions
 
     def set_window(self, data: Mapping[str, Any], now: float) -> list[Action]:
@@ -55,7 +61,14 @@ class MutingMixin:
         calendar = self.muter("maintenance")
         if window_id in calendar:
             calendar.remove(window_id)
+            self._recheck_muted(f"maintenance:{window_id}", now)
         return actions
+
+    def _recheck_muted(self, held_by: str, now: float) -> None:
+        """Alerts held back until this silence or window would end: look at them again now."""
+        for series in self.series.values():
+            if series.hold_until is not None and series.held_reason == held_by and series.hold_until > now:
+                self._hold(series, now, held_by)
 
     def _all_muted(self, incident: Incident, now: float) -> Any:
         """A mute that covers every firing alert of the incident, or None (a resolve is never muted)."""

@@ -230,3 +230,12 @@ def test_another_tool_on_the_same_service_corroborates_a_held_alert() -> None:
     other.submit([alert("Errors", service="api", source="am")], 0)
     other.submit([alert("Latency", instance="x", service="api", source="am")], 10)  # same tool: no
     assert [a.at for a in other.advance(400) if a.kind is OPEN] == [300]
+
+
+def test_expiring_a_silence_early_lets_its_firing_alert_page() -> None:
+    """An alert muted until a silence's end pages as soon as the silence is expired by hand."""
+    store = SilenceStore([Silence("s1", (parse_matcher("alertname=CPU"),), 0, 1000, "alice", "known")])
+    engine = engine_with(held(), muters=(store,))
+    assert engine.submit([alert("CPU")], 10) == []
+    assert engine.expire_silence("s1", 100) == []
+    assert kinds(engine.advance(101)) == [(100, "open")]
