@@ -379,7 +379,7 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
     `statuses` maps the lower-cased per-alert status to AlertStatus; `absolute(url)` turns relative
     URLs into absolute ones (Grafana); `extra_links` are appended after the standard ones.
     """
-    from bridge.model import Alert, AlertStatus, canonical_fingerprint
+    from bridge.model import AlertStatus, canonical_fingerprint
 
     if not isinstance(item, dict):
         raise PayloadInvalid(path, f"must be an object, got {kind(item)}")
@@ -422,10 +422,20 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
                 seen.add(link.href)
                 merged.append(link)
         links = tuple(merged)
+    return labelled_alert(source, fingerprint, f"{source}:{fingerprint}:{starts_text}", status, fields,
+                          labels, annotations, starts_at, ends_at, links)
+
+
+def labelled_alert(source: str, fingerprint: str, key: str, status: Any, fields: AlertFields,
+                   labels: dict[str, str], annotations: dict[str, str], starts_at: float, ends_at: float | None,
+                   links: tuple[Link, ...] | None = None) -> Any:
+    """The Alert of a label-based source (Alertmanager, Grafana, Prometheus) from its mapped fields."""
+    from bridge.model import Alert
+
     return Alert(
         source=source,
         fingerprint=fingerprint,
-        key=f"{source}:{fingerprint}:{starts_text}",
+        key=key,
         status=status,
         severity=fields.severity,
         summary=fields.summary,
@@ -436,7 +446,7 @@ def envelope_alert(source: str, config: Any, item: Any, path: str, now: float,
         annotations=annotations,
         service=fields.service,
         resource=fields.resource,
-        links=links,
+        links=fields.links if links is None else links,
     )
 
 

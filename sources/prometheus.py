@@ -40,7 +40,16 @@ from pydantic import Field, field_validator
 from bridge.errors import PayloadInvalid
 from bridge.model import Alert, AlertStatus, canonical_fingerprint, format_time, parse_time
 from bridge.plugins import Parsed, register_source
-from sources._common import MAX_EPOCH, FiringCache, LabelMappingConfig, alert_fields, dump_json, kind, parse_duration
+from sources._common import (
+    MAX_EPOCH,
+    FiringCache,
+    LabelMappingConfig,
+    alert_fields,
+    dump_json,
+    kind,
+    labelled_alert,
+    parse_duration,
+)
 
 __all__ = ["PrometheusSource", "PrometheusSourceConfig"]
 
@@ -212,22 +221,8 @@ class PrometheusSource:
 
         fingerprint = canonical_fingerprint(labels, self.config.identity_labels or None)
         fields = alert_fields(self.config, labels, annotations, generator_url)
-        return Alert(
-            source=self.name,
-            fingerprint=fingerprint,
-            key=f"{self.name}:{fingerprint}:{starts_text or format_time(starts_at)}",
-            status=status,
-            severity=fields.severity,
-            summary=fields.summary,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            description=fields.description,
-            labels=labels,
-            annotations=annotations,
-            service=fields.service,
-            resource=fields.resource,
-            links=fields.links,
-        )
+        key = f"{self.name}:{fingerprint}:{starts_text or format_time(starts_at)}"
+        return labelled_alert(self.name, fingerprint, key, status, fields, labels, annotations, starts_at, ends_at)
 
     def error_body(self, field: str, reason: str, status: int) -> tuple[int, dict[str, Any]]:
         """Alertmanager's `{"code", "message"}` (code 602 "required" on 422), plus `field` and `reason`."""
