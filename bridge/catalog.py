@@ -18,7 +18,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["BusinessHours", "Catalog", "CatalogSettings", "Resolution", "Service", "host_of"]
+from bridge.model import host_of
+
+__all__ = ["BusinessHours", "Catalog", "CatalogSettings", "Resolution", "Service"]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -112,19 +114,6 @@ class BusinessHours:
         return local.weekday() in self.days and self.start <= local.time() < self.end
 
 
-def host_of(value: str | None) -> str | None:
-    """`host:9100` -> `host`; `[::1]:80` -> `::1`; empty -> None."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.startswith("["):
-        return text[1:text.index("]")] if "]" in text else text
-    head, sep, tail = text.rpartition(":")
-    if sep and tail.isdigit() and head:
-        return head
-    return text
-
-
 @dataclass(eq=False)
 class Catalog:
     services: dict[str, Service] = field(default_factory=dict)
@@ -146,12 +135,12 @@ class Catalog:
         }
         hosts: dict[str, list[str]] = {}
         for svc in services.values():
-            for host in svc.hosts:
+            for host in map(host_of, svc.hosts):
                 hosts.setdefault(host, [])
                 if svc.name not in hosts[host]:
                     hosts[host].append(svc.name)
         for host_entry in settings.hosts if settings else ():
-            listed = hosts.setdefault(host_entry.name, [])
+            listed = hosts.setdefault(host_of(host_entry.name), [])
             for name in host_entry.services:
                 if name not in listed:
                     listed.append(name)
@@ -166,13 +155,13 @@ class Catalog:
 
     def resolve(self, service: str | None, resource: str | None, labels: Mapping[str, str]) -> Resolution:
         """The catalog service and host an alert is about."""
-        host = host_of(resource)
+        host = host_of(resource) if resource else None
         if service and service in self.services:
             return Resolution(service, host, "service field")
         if host and host in self.host_services:
             return Resolution(self.platform_service(host), host, f"host {host}")
         for value in labels.values():
-            candidate = host_of(value)
+            candidate = host_of(value) if value else None
             if candidate and candidate in self.host_services and candidate != host:
                 return Resolution(self.platform_service(candidate), candidate, f"host {candidate} (label)")
         return Resolution(service if service else None, host, "not in catalog")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "Action",
@@ -27,6 +28,7 @@ __all__ = [
     "TimelineEntry",
     "canonical_fingerprint",
     "format_time",
+    "host_of",
     "parse_time",
 ]
 
@@ -320,3 +322,15 @@ def _parse_time(value: str) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def host_of(value: str) -> str:
+    """The host part of an `instance`-like value, lower case: `db-1:9100`, `[::1]:9100`, `https://db-1/x` -> host."""
+    text = value.strip()
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    elif text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.lower()

@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule as RRule
 from dateutil.rrule import rrulestr
 
-from bridge.model import Alert, format_time
+from bridge.model import Alert, format_time, host_of
 from bridge.routing import Matcher
 from correlators.mute import (
     Mute,
@@ -386,18 +385,6 @@ def _build_rule(text: str, parts: Mapping[str, str], anchor: datetime, field_nam
 
 
 # -------------------------------------------------------------------------------------- scope
-
-def host_of(value: str) -> str:
-    """The host part of an `instance`-like value: `db-1:9100`, `[::1]:9100`, `https://db-1/x` -> host."""
-    text = value.strip()
-    if "://" in text:
-        text = urlsplit(text).hostname or ""
-    elif text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    return text.lower()
-
 
 def alert_hosts(alert: Alert) -> tuple[str, ...]:
     """The hosts an alert is about: its resource, `host` label and `instance` label (host part)."""
