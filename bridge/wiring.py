@@ -5,9 +5,10 @@ The whole pipeline is put together here, in a few lines, so it can be read in on
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from bridge.catalog import Catalog, ServiceEntry
+from bridge.catalog import Catalog, CatalogSettings, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.plugins import SINKS, SOURCES, Sink, Source
 from bridge.priority import PriorityPolicy
@@ -22,38 +23,27 @@ from correlators.silences import SilenceStore
 __all__ = ["build_engine", "build_sinks", "build_sources", "engine_config"]
 
 
-def engine_config(settings: Any) -> EngineConfig:
-    routes = tuple(
-        Route(
-            name=r.name,
-            matchers=compile_matchers(r.matchers),
-            sources=frozenset(r.sources),
-            group_by=tuple(g for g in r.group_by if g != "..."),
-            group_by_all="..." in r.group_by,
-            group_wait=r.group_wait,
-            group_interval=r.group_interval,
-            reopen_window=r.reopen_window,
-            sinks=tuple(r.sinks),
-            pool=r.pool,
-            continue_=r.continue_,
-            page=r.page,
-            topology=r.grouping == "topology",
-            topology_window=r.topology_window,
-            min_firing_for=r.min_firing_for,
-            flap_episodes=r.flap_episodes,
-            flap_window=r.flap_window,
-            flap_clear_after=r.flap_clear_after,
-            group_held=r.group_held,
-            group_window=r.group_window,
-            group_window_for=r.group_window_for,
-            resolve_hysteresis=r.resolve_hysteresis,
-            corroborate_after=r.corroborate_after,
-            precursors=tuple(Precursor(p.name, compile_matchers(p.matchers), p.min_firing_for, p.urgency)
-                             for p in r.precursors),
-        )
-        for r in settings.routes
+def compile_route(r: Any) -> Route:
+    """A route's settings as the engine's compiled Route (same field names; lists compiled)."""
+    same = {f.name for f in dataclasses.fields(Route)} & set(type(r).model_fields)
+    values = {name: getattr(r, name) for name in same}
+    values.update(
+        matchers=compile_matchers(r.matchers),
+        sources=frozenset(r.sources),
+        group_by=tuple(g for g in r.group_by if g != "..."),
+        group_by_all="..." in r.group_by,
+        sinks=tuple(r.sinks),
+        topology=r.grouping == "topology",
+        precursors=tuple(Precursor(p.name, compile_matchers(p.matchers), p.min_firing_for, p.urgency)
+                         for p in r.precursors),
     )
-    catalog = build_catalog(settings)
+    return Route(**values)
+
+
+def engine_config(settings: Any) -> EngineConfig:
+    routes = tuple(compile_route(r) for r in settings.routes)
+    catalog_file = load_catalog(settings.catalog) if settings.catalog is not None else None
+    catalog = build_catalog(settings, catalog_file)
     p = settings.priority
     policy = PriorityPolicy(
         urgency_by_severity=dict(p.urgency),
@@ -68,22 +58,21 @@ def engine_config(settings: Any) -> EngineConfig:
     )
     latency = {s.name: s.resolve_latency for s in settings.sources}
     return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog,
-                        resolve_latency=latency, muters=build_muters(settings))
+                        resolve_latency=latency, muters=build_muters(settings, catalog_file))
 
 
-def build_muters(settings: Any) -> tuple[Any, ...]:
+def build_muters(settings: Any, catalog_file: CatalogSettings | None) -> tuple[Any, ...]:
     """Maintenance (config and catalog windows), silences (start empty: the journal fills them) and
     inhibition, in the order the engine asks them."""
     windows = [maintenance_window(item, f"config-{i + 1}") for i, item in enumerate(settings.maintenance)]
-    if settings.catalog is not None:
-        windows += [window_from_catalog(item, i) for i, item in enumerate(load_catalog(settings.catalog).maintenance)]
+    if catalog_file is not None:
+        windows += [window_from_catalog(item, i) for i, item in enumerate(catalog_file.maintenance)]
     rules = [inhibit_rule(item) for item in settings.inhibit_rules]
     return (MaintenanceCalendar(windows), SilenceStore(), Inhibitor(rules))
 
 
-def build_catalog(settings: Any) -> Catalog:
+def build_catalog(settings: Any, file_settings: CatalogSettings | None) -> Catalog:
     """The catalog file (if any) plus the config's inline `services:`."""
-    file_settings = load_catalog(settings.catalog) if settings.catalog is not None else None
     inline = [ServiceEntry(name=s.name, owner=s.owner, criticality=s.criticality, business_hours=s.business_hours,
                            depends_on=list(s.depends_on), hosts=list(s.hosts)) for s in settings.services]
     return Catalog.build(file_settings, inline)
