@@ -213,13 +213,18 @@ async def list_silences(request: web.Request) -> web.Response:
     return _json({"total": len(items), "items": items})
 
 
-async def create_silence(request: web.Request) -> web.Response:
+async def _create(request: web.Request, create: Any) -> web.Response:
+    """POST of a new silence or window: 201 with it, or 400 naming the field (nothing journaled)."""
     body = await _json_body(request)
     try:
-        created = await request.app[RUNTIME].create_silence(body)
+        created = await create(body)
     except ValueError as err:
         raise _invalid(err) from None
     return _json(created, status=201)
+
+
+async def create_silence(request: web.Request) -> web.Response:
+    return await _create(request, request.app[RUNTIME].create_silence)
 
 
 async def get_silence(request: web.Request) -> web.Response:
@@ -236,12 +241,7 @@ async def list_windows(request: web.Request) -> web.Response:
 
 
 async def create_window(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    try:
-        created = await request.app[RUNTIME].create_window(body)
-    except ValueError as err:
-        raise _invalid(err) from None
-    return _json(created, status=201)
+    return await _create(request, request.app[RUNTIME].create_window)
 
 
 async def get_window(request: web.Request) -> web.Response:
