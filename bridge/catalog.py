@@ -222,18 +222,9 @@ class Catalog:
                     links[dep].append(svc.name)
         return {name: tuple(items) for name, items in links.items()}
 
-    def adjacent(self, a: str, b: str) -> bool:
-        """Are two services directly connected (one depends on the other)?"""
-        sa, sb = self.services.get(a), self.services.get(b)
-        return bool((sa and b in sa.depends_on) or (sb and a in sb.depends_on))
-
     def owner(self, name: str | None) -> str | None:
         svc = self.services.get(name) if name else None
         return svc.owner if svc else None
-
-    def tier(self, name: str | None) -> int | None:
-        svc = self.services.get(name) if name else None
-        return svc.criticality if svc else None
 
     def root_cause(self, names: Iterable[str]) -> str | None:
         """The deepest failing dependency: the failing service the most others here depend on."""

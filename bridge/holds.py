@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.incidents import Incident
 from bridge.model import Action, Alert, AlertStatus
-from bridge.routing import Route
+from bridge.routing import Route, select_routes
 
 if TYPE_CHECKING:
     from bridge.engine import EngineConfig, _Series
@@ -42,8 +42,6 @@ class HoldsMixin:
 
     def flap_state(self, alert: Alert, now: float) -> dict[str, Any]:
         """The flap counter of the alert's condition, as the first route it takes counts it."""
-        from bridge.routing import select_routes
-
         routes = select_routes(self.config.routes, alert)
         window = routes[0].flap_window if routes else 1800.0
         threshold = routes[0].flap_episodes if routes else 0

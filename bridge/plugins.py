@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
@@ -274,6 +274,3 @@ def _registrar(registry: dict[str, type[Any]]) -> Any:
 register_source = _registrar(SOURCES)
 register_sink = _registrar(SINKS)
 register_stage = _registrar(STAGES)
-
-# Re-exported for plugin configs that need a literal type tag.
-TypeTag = Literal
