@@ -37,8 +37,8 @@ class GroupingMixin:
     _routes: dict[str, Route]
     _serial: int
 
-    def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
+        def _schedule(self, due: float, kind: int, ref: str) -> None: ...
 
     def _live(self, incident_id_: str) -> Incident | None:
         """The incident, or the one it was merged into."""

@@ -30,8 +30,8 @@ class HoldsMixin:
     catalog: Any
     _routes: dict[str, Route]
 
-    def _schedule(self, due: float, kind: int, ref: str) -> None:  # provided by Engine
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
+        def _schedule(self, due: float, kind: int, ref: str) -> None: ...
 
     if TYPE_CHECKING:  # provided by Engine and GroupingMixin
         def _drop(self, stage: str, reason: str, alert: Alert) -> None: ...

@@ -22,8 +22,8 @@ __all__ = ["MutingMixin"]
 class MutingMixin:
     config: EngineConfig
 
-    def advance(self, now: float) -> list[Action]:  # provided by Engine
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
+        def advance(self, now: float) -> list[Action]: ...
 
     if TYPE_CHECKING:  # provided by Engine and HoldsMixin
         series: dict[str, Any]
