@@ -99,6 +99,7 @@ class Incident:
             acknowledged_by=self.acknowledged_by,
             alerts=tuple(self.alerts.values()),
             group_labels=dict(self.group_labels),
+            root_cause=self.root_cause,
         )
 
     def timeline_dicts(self) -> list[dict[str, Any]]:

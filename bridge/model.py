@@ -24,6 +24,7 @@ __all__ = [
     "IncidentStatus",
     "IncidentView",
     "Link",
+    "Recipient",
     "Severity",
     "TimelineEntry",
     "canonical_fingerprint",
@@ -205,12 +206,37 @@ class TimelineEntry:
 
 
 class ActionKind(StrEnum):
-    """What a sink must do. `open` is the page; `update` a change (alerts, priority, status)."""
+    """What a sink must do. `open` is the page; `update` a change (alerts, priority, status).
+
+    The lifecycle notifications of resolver pools: `assign` (the incident was given to a responder),
+    `escalate` (nobody acknowledged in time: the next tier is paged), `sla_warning` (a time-to-
+    acknowledge or time-to-resolve target is about to be breached) and `sla_breach` (it was).
+    """
 
     OPEN = "open"
     UPDATE = "update"
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
+    ASSIGN = "assign"
+    ESCALATE = "escalate"
+    SLA_WARNING = "sla_warning"
+    SLA_BREACH = "sla_breach"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A person an action is addressed to, with their handle per channel.
+
+    `handles` maps a channel kind to the person's address on it: `email` (an address), `slack` (a
+    Slack user id such as `U024BE7LH`), `teams` (a Teams user principal name), `phone` (E.164). A
+    sink uses the handle of its own channel kind and ignores the rest.
+    """
+
+    name: str
+    handles: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "handles": dict(self.handles)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +258,11 @@ class IncidentView:
     acknowledged_by: str | None
     alerts: tuple[Alert, ...]
     group_labels: Mapping[str, str]
+    root_cause: str | None = None  # probable root-cause service (topology grouping)
+    assignee: str | None = None  # the pool member it is assigned to
+    escalation_level: int = 0  # 1-based tier of the pool's escalation policy now paged; 0: none
+    #: SLA targets as epoch seconds: "acknowledge_by", "resolve_by" (absent when no target applies)
+    sla: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def firing(self) -> tuple[Alert, ...]:
@@ -253,6 +284,10 @@ class IncidentView:
             "resolved_at": None if self.resolved_at is None else format_time(self.resolved_at),
             "acknowledged_by": self.acknowledged_by,
             "group_labels": dict(self.group_labels),
+            "root_cause": self.root_cause,
+            "assignee": self.assignee,
+            "escalation_level": self.escalation_level,
+            "sla": {name: format_time(at) for name, at in self.sla.items()},
             "alerts_firing": len(self.firing),
             "alerts": [a.to_dict() for a in self.alerts],
         }
@@ -271,6 +306,10 @@ class Action:
     incident: IncidentView
     sinks: tuple[str, ...]
     reason: str = ""
+    #: the people this action is addressed to (assignee, escalation tier), each with channel handles
+    recipients: tuple[Recipient, ...] = ()
+    #: signed links a receiver may follow without logging in: "acknowledge", "resolve" (added at delivery)
+    links: Mapping[str, str] = field(default_factory=dict)
 
     def idempotency_key(self, sink: str) -> str:
         return f"{self.incident.id}:{sink}:{self.incident.revision}"

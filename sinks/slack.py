@@ -61,6 +61,10 @@ _KIND_EMOJI = {
     ActionKind.UPDATE: "🟠",
     ActionKind.ACKNOWLEDGE: "👀",
     ActionKind.RESOLVE: "✅",
+    ActionKind.ASSIGN: "👤",
+    ActionKind.ESCALATE: "⏫",
+    ActionKind.SLA_WARNING: "⏳",
+    ActionKind.SLA_BREACH: "⌛",
 }
 _SEVERITY_EMOJI = {
     Severity.CRITICAL: "🔴",
@@ -163,6 +167,14 @@ def _headline(action: Action) -> str:
     if action.kind is ActionKind.ACKNOWLEDGE:
         who = incident.acknowledged_by
         return f"[ACKNOWLEDGED by {who}]" if who else "[ACKNOWLEDGED]"
+    if action.kind is ActionKind.ASSIGN:
+        return f"[ASSIGNED to {incident.assignee}]" if incident.assignee else "[ASSIGNED]"
+    if action.kind is ActionKind.ESCALATE:
+        return f"[ESCALATED to tier {incident.escalation_level}]"
+    if action.kind is ActionKind.SLA_WARNING:
+        return "[SLA WARNING]"
+    if action.kind is ActionKind.SLA_BREACH:
+        return "[SLA BREACHED]"
     return "[RESOLVED]"
 
 

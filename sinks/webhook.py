@@ -7,14 +7,18 @@ only ever added, never renamed or removed, within a `version`):
 
     {
       "version": "1",                       # schema version of this document
-      "action": "open" | "update" | "acknowledge" | "resolve",
+      "action": "open" | "update" | "acknowledge" | "resolve" | "assign" | "escalate"
+                | "sla_warning" | "sla_breach",
       "idempotency_key": "<incident id>:<sink name>:<revision>",   # same as the header
       "reason": "<why the engine emitted this action, may be empty>",
       "at": "2024-03-04T09:12:03.123Z",     # RFC 3339 UTC, when the action was decided
       "incident": { ... }                   # IncidentView.to_dict(): id, key, route, status,
                                             # priority, priority_reason, pool, title, revision,
                                             # opened_at, updated_at, resolved_at, acknowledged_by,
-                                            # group_labels, alerts_firing, alerts[]
+                                            # group_labels, root_cause, assignee,
+                                            # escalation_level, sla, alerts_firing, alerts[]
+      "recipients": [{"name": "alice", "handles": {"email": "...", "slack": "U123"}}],
+      "links": {"acknowledge": "https://.../ack/<token>", "resolve": "..."}   # signed, expiring
     }
 
 Signature: `X-Alertbridge-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}." + body)>` with
@@ -116,6 +120,8 @@ def render(action: Action, idempotency_key: str) -> bytes:
         "reason": action.reason,
         "at": format_time(action.at),
         "incident": action.incident.to_dict(),
+        "recipients": [recipient.to_dict() for recipient in action.recipients],
+        "links": dict(action.links),
     }
     return orjson.dumps(document)
 

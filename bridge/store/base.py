@@ -38,6 +38,7 @@ from bridge.model import (
     Alert,
     IncidentStatus,
     IncidentView,
+    Recipient,
     parse_time,
 )
 
@@ -130,6 +131,7 @@ def action_to_dict(action: Action) -> dict[str, Any]:
         "reason": action.reason,
         "sinks": list(action.sinks),
         "incident": action.incident.to_dict(),
+        "recipients": [r.to_dict() for r in action.recipients],
     }
 
 
@@ -142,6 +144,8 @@ def action_from_dict(data: Mapping[str, Any]) -> Action:
         incident=_incident_from_dict(data["incident"]),
         sinks=tuple(data.get("sinks") or ()),
         reason=data.get("reason", ""),
+        recipients=tuple(Recipient(r["name"], dict(r.get("handles") or {}))
+                         for r in data.get("recipients") or ()),
     )
 
 
@@ -164,6 +168,10 @@ def _incident_from_dict(data: Mapping[str, Any]) -> IncidentView:
         acknowledged_by=data.get("acknowledged_by"),
         alerts=tuple(Alert.from_dict(a) for a in data.get("alerts") or ()),
         group_labels=dict(data.get("group_labels") or {}),
+        root_cause=data.get("root_cause"),
+        assignee=data.get("assignee"),
+        escalation_level=int(data.get("escalation_level") or 0),
+        sla={name: _required_time(at) for name, at in (data.get("sla") or {}).items()},
     )
 
 

@@ -103,6 +103,10 @@ def make_action(kind: ActionKind = ActionKind.OPEN, *, reason: str | None = None
         ActionKind.UPDATE: "alert fp0002 joined",
         ActionKind.ACKNOWLEDGE: "acknowledged through the API",
         ActionKind.RESOLVE: "all alerts resolved",
+        ActionKind.ASSIGN: "assigned to alice: round robin over 2 on-call members under quota",
+        ActionKind.ESCALATE: "not acknowledged within 5m: escalated to tier 2 (bob)",
+        ActionKind.SLA_WARNING: "80% of the 15m time-to-acknowledge target for P1 has passed",
+        ActionKind.SLA_BREACH: "the 15m time-to-acknowledge target for P1 was breached",
     }[kind]
     return Action(kind=kind, at=at, incident=make_incident(**state), sinks=("under-test",),
                   reason=default_reason if reason is None else reason)

@@ -16,7 +16,8 @@ from tests.sinks.conftest import ALL_KINDS, FakeReceiver, deliver, make_action
 #: The incident object's keys: part of the public schema (version "1").
 INCIDENT_KEYS = [
     "id", "key", "route", "status", "priority", "priority_reason", "pool", "title", "revision",
-    "opened_at", "updated_at", "resolved_at", "acknowledged_by", "group_labels", "alerts_firing", "alerts",
+    "opened_at", "updated_at", "resolved_at", "acknowledged_by", "group_labels",
+    "root_cause", "assignee", "escalation_level", "sla", "alerts_firing", "alerts",
 ]
 SECRET = "s3cr3t-signing-key"
 
@@ -32,7 +33,7 @@ def webhook(url: str, **fields: object) -> WebhookSink:
 
 @ALL_KINDS
 def test_body_is_the_documented_schema(receiver: FakeReceiver, kind: ActionKind) -> None:
-    """The body is exactly {version, action, idempotency_key, reason, at, incident}, in that order."""
+    """The body is exactly {version, action, idempotency_key, reason, at, incident, recipients, links}."""
     action = make_action(kind)
     outcome = deliver(webhook(receiver.url), action, key="inc-7f3a:hooks:9")
     assert outcome == Outcome.delivered(200)
@@ -44,8 +45,10 @@ def test_body_is_the_documented_schema(receiver: FakeReceiver, kind: ActionKind)
         "reason": action.reason,
         "at": "2024-03-04T09:12:03.123Z",
         "incident": action.incident.to_dict(),
+        "recipients": [],
+        "links": {},
     }
-    assert list(body) == ["version", "action", "idempotency_key", "reason", "at", "incident"]
+    assert list(body) == ["version", "action", "idempotency_key", "reason", "at", "incident", "recipients", "links"]
     assert list(body["incident"]) == INCIDENT_KEYS
 
 

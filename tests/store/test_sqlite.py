@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from bridge.model import (
     IncidentStatus,
     IncidentView,
     Link,
+    Recipient,
     Severity,
 )
 from bridge.store import (
@@ -461,8 +463,18 @@ def test_action_round_trips_through_its_json_form() -> None:
     """action_from_dict inverts action_to_dict (times with millisecond precision)."""
     original = action(ActionKind.RESOLVE)
     form = action_to_dict(original)
-    assert set(form) == {"kind", "at", "reason", "sinks", "incident"}
+    assert set(form) == {"kind", "at", "reason", "sinks", "incident", "recipients"}
     assert action_from_dict(form) == original
+
+
+def test_action_round_trips_with_recipients_and_pool_state() -> None:
+    """Recipients, assignee, escalation level, SLA targets and root cause survive the round trip."""
+    base = action(ActionKind.ESCALATE)
+    incident = replace(base.incident, assignee="alice", escalation_level=2, root_cause="db",
+                       sla={"acknowledge_by": 1709543823.0, "resolve_by": 1709547123.5})
+    original = replace(base, incident=incident,
+                       recipients=(Recipient("bob", {"email": "bob@example.org", "slack": "U0B"}),))
+    assert action_from_dict(action_to_dict(original)) == original
 
 
 def test_action_round_trips_with_a_resolved_time() -> None:
