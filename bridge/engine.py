@@ -20,25 +20,29 @@ are notified at once. An incident resolves when all its alerts have resolved; a 
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bridge.catalog import Catalog
+from bridge.escalation import EscalationMixin
 from bridge.grouping import GroupingMixin, incident_services
 from bridge.holds import HoldsMixin, condition_key
 from bridge.incidents import Incident
-from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView
+from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView, Recipient
 from bridge.muting import MutingMixin
 from bridge.plugins import Stage, StageContext, VerdictKind
+from bridge.pools import PoolDirectory
 from bridge.priority import PriorityPolicy
 from bridge.routing import Route, select_routes
+from bridge.timers import ESCALATE as _ESCALATE
 from bridge.timers import EXPIRE as _EXPIRE
 from bridge.timers import FLUSH as _FLUSH
 from bridge.timers import GROUP_WAIT as _GROUP_WAIT
 from bridge.timers import HOLD as _HOLD
 from bridge.timers import SETTLE as _SETTLE
+from bridge.timers import SLA as _SLA
 
 if TYPE_CHECKING:
     from correlators.mute import Muter
@@ -55,6 +59,8 @@ class EngineConfig:
     muters: Sequence[Muter] = ()  # silences, maintenance, inhibition: consulted before an alert routes
     #: source name -> how late it may report a resolve (see SourceConfig.resolve_latency)
     resolve_latency: Mapping[str, float] = field(default_factory=dict)
+    #: resolver pools, schedules, escalation policies, assignment rules and SLA targets
+    pools: PoolDirectory = field(default_factory=PoolDirectory)
 
 
 @dataclass(slots=True)
@@ -84,9 +90,23 @@ class EngineStats:
     merged: int = 0  # incidents merged into another one (topology)
     #: pages that were never sent because the alert was held back and resolved first, by reason
     pages_avoided: Counter[str] = field(default_factory=Counter)
+    # resolver pools: keyed by (pool, priority[, target])
+    escalations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    pages: Counter[str] = field(default_factory=Counter)  # by member
+    sla_warnings: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sla_breaches: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sla_met: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sla_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    opened_by_pool: Counter[tuple[str, str]] = field(default_factory=Counter)
+    repeats: Counter[tuple[str, str]] = field(default_factory=Counter)  # opened within 7 days of the same key
+    acknowledged: Counter[tuple[str, str]] = field(default_factory=Counter)
+    acknowledge_seconds: defaultdict[tuple[str, str], float] = field(
+        default_factory=lambda: defaultdict(float))  # sum, for the mean
+    closed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    resolve_seconds: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
 
 
-class Engine(GroupingMixin, HoldsMixin, MutingMixin):
+class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.series: dict[str, _Series] = {}
@@ -104,6 +124,9 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
         self._firing: dict[str, dict[str, str]] = {}  # service -> firing alert identity -> source
         self._corroboration = any(route.corroborate_after for route in config.routes)
         self.catalog = config.catalog
+        self.pools = config.pools
+        self._load: Counter[str] = Counter()
+        self._last_assigned: dict[str, str] = {}
         self.now = 0.0
         self.stats = EngineStats()
         #: when a list, every drop is also recorded here (the runtime logs them at debug and clears it)
@@ -157,6 +180,10 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
                     self._close(incident, due, "all alerts resolved", actions)
             elif kind == _HOLD:
                 self._release(ref, due, actions)
+            elif kind == _ESCALATE:
+                self._escalation_due(ref, due, actions)
+            elif kind == _SLA:
+                self._sla_due(ref, due, actions)
         self.now = max(self.now, now)
         return actions
 
@@ -168,6 +195,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
         incident.status = IncidentStatus.ACKNOWLEDGED
         incident.acknowledged_by = by
         incident.record(now, "acknowledged", by, "acknowledged by a person")
+        self._pool_acknowledged(incident, now)
         self._emit(incident, ActionKind.ACKNOWLEDGE, now, f"acknowledged by {by}", actions)
         return actions
 
@@ -422,6 +450,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
             self._open(incident, now, actions)
             return
         self._reprioritise(incident, now)
+        self._pool_reviewed(incident, now, actions)
         incident.dirty = True
         route = self._routes[incident.route]
         due = incident.last_notified + route.group_interval
@@ -442,9 +471,13 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
         self._reprioritise(incident, now)
         self.stats.opened[incident.priority] += 1
         reason = "re-opened" if reopened else "group_wait elapsed"
+        people = self._pool_open(incident, now, reopened)
         incident.record(now, "paged", "engine", f"{reason}; paging {', '.join(incident.sinks) or 'no sink'}",
                         priority=incident.priority)
-        self._emit(incident, ActionKind.OPEN, now, reason, actions)
+        if incident.assignee is not None:
+            reason = f"{reason}; assigned to {incident.assignee}"
+        self._emit(incident, ActionKind.OPEN, now, reason, actions, people=people)
+        self._pool_opened(incident, now, actions)
 
     def _notify_update(self, incident: Incident, now: float, actions: list[Action]) -> None:
         if not incident.dirty or not incident.opened or incident.status is IncidentStatus.RESOLVED:
@@ -469,14 +502,27 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin):
             del self._open_groups[incident.key]
         if incident.merged_into is None:
             self._last_resolved[incident.key] = incident.id
+        self._pool_closed(incident, now)
         self._emit(incident, ActionKind.RESOLVE, now, reason, actions)
 
-    def _emit(self, incident: Incident, kind: ActionKind, now: float, reason: str, actions: list[Action]) -> None:
+    def _emit(self, incident: Incident, kind: ActionKind, now: float, reason: str, actions: list[Action],
+              people: list[str] | None = None) -> None:
+        """Notify sinks of `kind`. With resolver pools, the action also goes to the channels of the
+        incident's pools and of the `people` addressed (default: its assignee)."""
         incident.revision += 1
         incident.updated_at = now
         incident.last_notified = now
-        incident.dirty = False
-        actions.append(Action(kind, now, incident.view(), incident.sinks, reason))
+        if kind is not ActionKind.ASSIGN and kind is not ActionKind.ESCALATE and kind is not ActionKind.SLA_WARNING \
+                and kind is not ActionKind.SLA_BREACH:
+            incident.dirty = False
+        sinks, recipients = incident.sinks, tuple[Recipient, ...]()
+        if self.pools.enabled:
+            if people is None:
+                people = [incident.assignee] if incident.assignee is not None else []
+            extra = self.pools.sinks_for((incident.pool, *incident.informed), people)
+            sinks = tuple(dict.fromkeys((*incident.sinks, *extra)))
+            recipients = self.pools.recipients(people)
+        actions.append(Action(kind, now, incident.view(), sinks, reason, recipients))
 
     def _reprioritise(self, incident: Incident, now: float) -> None:
         self._reroute(incident, now)

@@ -59,6 +59,25 @@ class Incident:
     indexed: set[tuple[str, str]] = field(default_factory=set)  # (route, service) slots of the topology index
     timeline: list[TimelineEntry] = field(default_factory=list)
     timeline_dropped: int = 0
+    # resolver pools (bridge/escalation.py)
+    pool_reason: str = ""  # why it went to its pool
+    informed: tuple[str, ...] = ()  # other pools kept informed (assignment rules with `continue`)
+    assignee: str | None = None
+    assign_reason: str = ""
+    loaded: bool = False  # counted in its assignee's open incidents (quota)
+    acknowledged_at: float | None = None
+    escalation_policy: str | None = None
+    escalation_level: int = 0  # 1-based tier now paged; 0: not escalating
+    escalation_cycle: int = 0  # how many times the policy started again (repeat)
+    escalation_gen: int = 0  # moves on whenever pending escalation timers become stale
+    escalations: int = 0
+    pages: list[tuple[str, float]] = field(default_factory=list)  # (member, when) for each page sent
+    sla: dict[str, float] = field(default_factory=dict)  # "acknowledge_by"/"resolve_by" -> deadline
+    sla_gen: int = 0
+    sla_priority: str | None = None  # the priority the SLA deadlines were set for
+    sla_sent: set[tuple[str, str]] = field(default_factory=set)  # (target, phase) notified
+    sla_breached: set[str] = field(default_factory=set)
+    repeat_of: str | None = None  # the same key resolved within 7 days before this one opened
 
     def record(self, at: float, event: str, by: str, reason: str, **detail: Any) -> None:
         if len(self.timeline) >= TIMELINE_LIMIT:
@@ -100,6 +119,9 @@ class Incident:
             alerts=tuple(self.alerts.values()),
             group_labels=dict(self.group_labels),
             root_cause=self.root_cause,
+            assignee=self.assignee,
+            escalation_level=self.escalation_level,
+            sla=dict(self.sla),
         )
 
     def timeline_dicts(self) -> list[dict[str, Any]]:

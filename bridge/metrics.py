@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
 from prometheus_client import Counter as PCounter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from bridge.engine import Engine
@@ -118,8 +119,53 @@ class _EngineCollector(Collector):
         yield gauge
         yield GaugeMetricFamily("alertbridge_alert_series", "Alert series the engine holds.",
                                 value=len(self.engine.series))
+        yield from _pool_metrics(stats)
         depth = GaugeMetricFamily("alertbridge_outbox_deliveries", "Outbox deliveries by state (queue depth).",
                                   labels=["state"])
         for state, n in sorted(self.queue_depth().items()):
             depth.add_metric([state], n)
         yield depth
+
+
+def _pool_metrics(stats: Any) -> Iterable[Metric]:
+    """Resolver pools, by pool and priority: response times, SLA, escalations, pages, repeats."""
+    keys = sorted(set(stats.acknowledged) | set(stats.closed) | set(stats.opened_by_pool))
+    tta = SummaryMetricFamily("alertbridge_time_to_acknowledge_seconds",
+                              "Time from page to acknowledge, by pool and priority.", labels=["pool", "priority"])
+    ttr = SummaryMetricFamily("alertbridge_time_to_resolve_seconds",
+                              "Time from page to resolve (MTTR = sum / count), by pool and priority.",
+                              labels=["pool", "priority"])
+    opened = CounterMetricFamily("alertbridge_pool_incidents", "Incidents paged, by pool and priority.",
+                                 labels=["pool", "priority"])
+    repeats = CounterMetricFamily("alertbridge_pool_repeat_incidents", "Incidents whose key had resolved within "
+                                  "the 7 days before they opened, by pool and priority.", labels=["pool", "priority"])
+    for key in keys:
+        tta.add_metric(list(key), stats.acknowledged[key], stats.acknowledge_seconds[key])
+        ttr.add_metric(list(key), stats.closed[key], stats.resolve_seconds[key])
+        opened.add_metric(list(key), stats.opened_by_pool[key])
+        repeats.add_metric(list(key), stats.repeats[key])
+    yield from (tta, ttr, opened, repeats)
+    escalations = CounterMetricFamily("alertbridge_escalations", "Escalations (a tier timed out or had nobody), "
+                                      "by pool and priority.", labels=["pool", "priority"])
+    for key, n in sorted(stats.escalations.items()):
+        escalations.add_metric(list(key), n)
+    yield escalations
+    warnings = CounterMetricFamily("alertbridge_sla_warnings", "SLA targets about to be breached.",
+                                   labels=["pool", "priority", "target"])
+    breaches = CounterMetricFamily("alertbridge_sla_breaches", "SLA targets breached.",
+                                   labels=["pool", "priority", "target"])
+    for key, n in sorted(stats.sla_warnings.items()):
+        warnings.add_metric(list(key), n)
+    for key, n in sorted(stats.sla_breaches.items()):
+        breaches.add_metric(list(key), n)
+    yield from (warnings, breaches)
+    compliance = GaugeMetricFamily("alertbridge_sla_compliance_ratio", "Share of closed incidents that met the "
+                                   "target.", labels=["pool", "priority", "target"])
+    for key, total in sorted(stats.sla_total.items()):
+        compliance.add_metric(list(key), stats.sla_met[key] / total if total else 1.0)
+    yield compliance
+    pages = CounterMetricFamily("alertbridge_pages", "Pages sent to each person (open and escalation); "
+                                "per day: increase over 1d.", labels=["member"])
+    for member, n in sorted(stats.pages.items()):
+        pages.add_metric([member], n)
+    yield pages

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -22,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from bridge.errors import ConfigError
 from bridge.model import Severity
+from bridge.oncall import ScheduleSettings
 from bridge.plugins import SINKS, SOURCES, Duration, parse_duration
+from bridge.pools import AssignmentSettings, EscalationPolicySettings, PoolSettings, SlaSettings
 from bridge.priority import ITIL_MATRIX, LEVELS
 
 __all__ = [
@@ -208,7 +211,19 @@ def settings_model() -> type[BaseModel]:
         inhibit_rules=(list[dict[str, Any]], Field(default_factory=list, description=(
             "Alertmanager-style inhibition: {name, source_matchers, target_matchers, equal}: while a source "
             "alert fires, targets with the same `equal` labels do not page."))),
+        pools=(list[PoolSettings], Field(default_factory=list, description=(
+            "Resolver pools: members (contacts, quota, working hours), on-call schedule, escalation policy, "
+            "channels. With none, incidents are only sent to their routes' sinks."))),
+        schedules=(list[ScheduleSettings], Field(default_factory=list, description=(
+            "On-call schedules: rotations (daily, weekly, custom) in layers, with overrides."))),
+        escalation_policies=(list[EscalationPolicySettings], Field(default_factory=list, description=(
+            "Escalation policies: tiers with a timeout each, repeated `repeat` times."))),
+        assignment=(AssignmentSettings, Field(default_factory=AssignmentSettings, description=(
+            "Ordered rules from incidents to pools; the triage pool for the rest."))),
+        sla=(SlaSettings, Field(default_factory=SlaSettings, description=(
+            "Per-priority targets for time to acknowledge and to resolve; warnings and breaches."))),
     )
+
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -350,6 +365,10 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
             inhibit_rule(item)
         except ValueError as err:
             problems.append(f"inhibit_rules[{i}].{err}" if ":" in str(err) else f"inhibit_rules[{i}]: {err}")
+    if settings.pools or settings.schedules or settings.escalation_policies:
+        from bridge.pools import pool_problems
+
+        problems.extend(pool_problems(settings, time.time()))
     for level in LEVELS:
         if level not in settings.priority.matrix or any(u not in settings.priority.matrix[level] for u in LEVELS):
             problems.append(f"priority.matrix.{level}: must map every urgency (high, medium, low)")

@@ -11,6 +11,7 @@ from typing import Any
 from bridge.catalog import Catalog, CatalogSettings, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.plugins import SINKS, SOURCES, Sink, Source
+from bridge.pools import PoolDirectory
 from bridge.priority import PriorityPolicy
 from bridge.routing import Precursor, Route, compile_matchers
 from bridge.settings import load_catalog
@@ -57,8 +58,10 @@ def engine_config(settings: Any) -> EngineConfig:
         in_business_hours=catalog.business_hours.contains if catalog.business_hours else None,
     )
     latency = {s.name: s.resolve_latency for s in settings.sources}
+    pools = PoolDirectory.build(settings.pools, settings.schedules, settings.escalation_policies,
+                                settings.assignment, settings.sla)
     return EngineConfig(routes=routes, priority=policy, stages=(DedupStage(),), catalog=catalog,
-                        resolve_latency=latency, muters=build_muters(settings, catalog_file))
+                        resolve_latency=latency, muters=build_muters(settings, catalog_file), pools=pools)
 
 
 def build_muters(settings: Any, catalog_file: CatalogSettings | None) -> tuple[Any, ...]:

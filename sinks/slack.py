@@ -3,19 +3,30 @@
 Request: `POST <webhook url>` (the URL is the secret: no auth header) with `Content-Type:
 application/json` and a body `{"text": <notification fallback>, "blocks": [...]}`, plus `channel`,
 `username` and `icon_emoji` when configured (app-created webhooks may ignore `channel`). The
+content is `sinks._message.notification(action)`, the same every human-facing sink shows; the
 blocks, built by the pure `render()`:
 
     header    "🔴 P1 · [FIRING] <title>"  /  "🟠 P1 · [UPDATE: 3 alerts firing] <title>"
               "👀 P1 · [ACKNOWLEDGED by alice] <title>"  /  "✅ P1 · [RESOLVED] <title>"
-    section   the action's reason; fields: status, priority (and why), pool, route, alerts firing
+              "👤 P1 · [ASSIGNED to alice] <title>"  /  "⏫ P1 · [ESCALATED to tier 2] <title>" ...
+    section   the action's reason and `<@U…>` mentions of the recipients with a "slack" handle;
+              fields: status, priority (and why), pool, route, alerts firing, duration, root
+              cause, assignee, escalation level, SLA deadlines (a second section past 10 fields)
+    actions   buttons "Acknowledge" (primary) and "Resolve" (danger) when the action carries
+              signed links: `url` the link, `action_id` "alertbridge.acknowledge" /
+              "alertbridge.resolve", `value` the incident id (a Slack app with interactivity
+              also receives the click; opening the link is what acknowledges)
     divider
     section   one per alert (firing first, most severe first, at most 10): severity, summary,
-              service/resource, links (generatorURL, runbook) as mrkdwn links
+              service/resource, links (source, runbook, dashboard) as mrkdwn links
     context   "…and N more alerts" when capped
     context   incident id · revision · time
 
+The `text` fallback (what a push notification shows) is the header, the alerts firing and the
+mentions.
 Text from alerts is escaped (`&`, `<`, `>`), so an alert cannot mention `@channel`. Slack's limits
-are kept (header ≤150, section text ≤3000, field ≤2000, ≤10 fields, ≤50 blocks), truncating
+are kept (header ≤150, section text ≤3000, field ≤2000, ≤10 fields, ≤50 blocks, button text ≤75,
+button URL ≤3000: a longer link gets no button), truncating
 with "…" and counting UTF-16 code units, the stricter of the two ways to count.
 
 Idempotency key: none is possible. An incoming webhook has no dedup and cannot edit a message, so
@@ -29,51 +40,42 @@ again could duplicate a message that may have been posted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import orjson
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, Severity, format_time
+from bridge.model import Action, format_time
 from bridge.plugins import Outcome, SinkConfig, register_sink
 from sinks._http import LazySession, post_json
+from sinks._message import MAX_ALERTS, SEVERITY_EMOJI, AlertLine, Fact, Notification, notification, plural
 
-__all__ = ["MAX_ALERTS", "SlackSink", "SlackSinkConfig", "render"]
+__all__ = ["ACKNOWLEDGE_ACTION_ID", "MAX_ALERTS", "RESOLVE_ACTION_ID", "SlackSink", "SlackSinkConfig", "render"]
 
-#: Alerts listed in one message; the rest are counted ("…and N more alerts").
-MAX_ALERTS = 10
+#: `action_id` of the buttons, so a Slack app with interactivity can recognise the click.
+ACKNOWLEDGE_ACTION_ID = "alertbridge.acknowledge"
+RESOLVE_ACTION_ID = "alertbridge.resolve"
+
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 CONTEXT_LIMIT = 2000
 TEXT_LIMIT = 3000
 MAX_BLOCKS = 50
+MAX_FIELDS = 10
+BUTTON_TEXT_LIMIT = 75
+BUTTON_URL_LIMIT = 3000
+BUTTON_VALUE_LIMIT = 2000
 _SUMMARY_LIMIT = 500
 _ELLIPSIS = "…"
 _DOT = " \u00b7 "  # " · ", the separator used in every line
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
-_KIND_EMOJI = {
-    ActionKind.OPEN: "🔴",
-    ActionKind.UPDATE: "🟠",
-    ActionKind.ACKNOWLEDGE: "👀",
-    ActionKind.RESOLVE: "✅",
-    ActionKind.ASSIGN: "👤",
-    ActionKind.ESCALATE: "⏫",
-    ActionKind.SLA_WARNING: "⏳",
-    ActionKind.SLA_BREACH: "⌛",
-}
-_SEVERITY_EMOJI = {
-    Severity.CRITICAL: "🔴",
-    Severity.WARNING: "🟠",
-    Severity.INFO: "🔵",
-    Severity.NONE: "⚪",
-}
-_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2, Severity.NONE: 3}
-_RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook")
+#: A Slack user id (`U024BE7LH`, or `W…` on Enterprise Grid): the only thing put inside `<@…>`.
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 class SlackSinkConfig(SinkConfig):
@@ -153,109 +155,62 @@ def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": _cut(text, limit)}
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _headline(action: Action) -> str:
-    """`[FIRING]`, `[UPDATE: 3 alerts firing]`, `[ACKNOWLEDGED by alice]` or `[RESOLVED]`."""
-    incident = action.incident
-    if action.kind is ActionKind.OPEN:
-        return "[FIRING]"
-    if action.kind is ActionKind.UPDATE:
-        return f"[UPDATE: {_plural(len(incident.firing), 'alert')} firing]"
-    if action.kind is ActionKind.ACKNOWLEDGE:
-        who = incident.acknowledged_by
-        return f"[ACKNOWLEDGED by {who}]" if who else "[ACKNOWLEDGED]"
-    if action.kind is ActionKind.ASSIGN:
-        return f"[ASSIGNED to {incident.assignee}]" if incident.assignee else "[ASSIGNED]"
-    if action.kind is ActionKind.ESCALATE:
-        return f"[ESCALATED to tier {incident.escalation_level}]"
-    if action.kind is ActionKind.SLA_WARNING:
-        return "[SLA WARNING]"
-    if action.kind is ActionKind.SLA_BREACH:
-        return "[SLA BREACHED]"
-    return "[RESOLVED]"
-
-
-def _title_line(action: Action) -> str:
-    incident = action.incident
-    return f"{_KIND_EMOJI[action.kind]} {incident.priority}{_DOT}{_headline(action)} {incident.title}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(max(0.0, seconds) // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
 def _slack_date(ts: float) -> str:
     """A date Slack shows in each reader's own time zone, with RFC 3339 UTC as the fallback."""
     return f"<!date^{int(ts)}^{{date_short_pretty}} {{time_secs}}|{format_time(ts)}>"
 
 
-def _facts(action: Action) -> list[dict[str, Any]]:
-    incident = action.incident
-    status = incident.status.value
-    if incident.status is IncidentStatus.ACKNOWLEDGED and incident.acknowledged_by:
-        status = f"{status} by {incident.acknowledged_by}"
-    priority = incident.priority
-    if incident.priority_reason:
-        priority = f"{priority} ({incident.priority_reason})"
-    facts = [
-        ("Status", status),
-        ("Priority", priority),
-        ("Pool", incident.pool or "none"),
-        ("Route", incident.route),
-        ("Alerts firing", f"{len(incident.firing)} of {len(incident.alerts)}"),
-    ]
-    if incident.resolved_at is not None:
-        facts.append(("Duration", _duration(incident.resolved_at - incident.opened_at)))
-    return [_mrkdwn(f"*{name}*\n{_esc(_cut(value, FIELD_LIMIT - 40))}", FIELD_LIMIT) for name, value in facts]
-
-
-def _alert_links(alert: Alert) -> list[str]:
-    seen: set[str] = set()
-    links: list[str] = []
-    candidates: list[tuple[str, str]] = [(link.href, link.text or "link") for link in alert.links]
-    for key in _RUNBOOK_ANNOTATIONS:
-        if alert.annotations.get(key):
-            candidates.append((alert.annotations[key], "runbook"))
-    for href, label in candidates:
-        if href in seen:
-            continue
-        seen.add(href)
-        rendered = _link(href, label)
-        if rendered is not None:
-            links.append(rendered)
-    return links
-
-
-def _alert_block(alert: Alert) -> dict[str, Any]:
-    """One alert: `🔴 *critical* · summary` / `service · resource · <links>`."""
-    if alert.status is AlertStatus.RESOLVED:
-        mark = f"✅ *resolved* ({alert.severity.value})"
+def _field(fact: Fact) -> dict[str, Any]:
+    """`*Name*` and the value on the next line; a point in time is shown in the reader's time zone, with its note."""
+    if fact.at is not None:
+        value = _slack_date(fact.at) + (f" ({_esc(fact.note)})" if fact.note else "")
     else:
-        mark = f"{_SEVERITY_EMOJI[alert.severity]} *{alert.severity.value}*"
-    lines = [f"{mark}{_DOT}{_esc(_cut(alert.summary or alert.key, _SUMMARY_LIMIT))}"]
-    where = [f"`{_esc(_cut(part, 200))}`" for part in (alert.service, alert.resource) if part]
-    details = where + _alert_links(alert)
+        value = _esc(_cut(fact.text, FIELD_LIMIT - 40))
+    return _mrkdwn(f"*{_esc(fact.name)}*\n{value}", FIELD_LIMIT)
+
+
+def _mentions(note: Notification) -> str:
+    """`<@U024BE7LH> <@W0123ABC>` for recipients with a Slack user id; malformed ids are skipped."""
+    return " ".join(f"<@{handle}>" for _, handle in note.handles("slack") if _USER_ID.fullmatch(handle))
+
+
+def _alert_block(line: AlertLine) -> dict[str, Any]:
+    """One alert: `🔴 *critical* · summary` / `service · resource · <links>`."""
+    if line.firing:
+        mark = f"{SEVERITY_EMOJI[line.severity]} *{line.severity.value}*"
+    else:
+        mark = f"✅ *resolved* ({line.severity.value})"
+    lines = [f"{mark}{_DOT}{_esc(_cut(line.summary, _SUMMARY_LIMIT))}"]
+    where = [f"`{_esc(_cut(part, 200))}`" for part in (line.service, line.resource) if part]
+    links = [rendered for link in line.links if (rendered := _link(link.href, link.label)) is not None]
+    details = where + links
     if details:
         lines.append(_DOT.join(details))
     return {"type": "section", "text": _mrkdwn("\n".join(lines), SECTION_LIMIT)}
 
 
-def _ordered(alerts: Iterable[Alert]) -> list[Alert]:
-    """Firing before resolved, most severe first, oldest first."""
-    return sorted(
-        alerts,
-        key=lambda a: (a.status is not AlertStatus.FIRING, _SEVERITY_RANK[a.severity], a.starts_at),
-    )
+def _button(text: str, url: str | None, action_id: str, style: str, value: str) -> dict[str, Any] | None:
+    """A link button; None when there is no link or it is longer than a button URL may be."""
+    if url is None or len(url) > BUTTON_URL_LIMIT:
+        return None
+    return {
+        "type": "button",
+        "text": _plain(text, BUTTON_TEXT_LIMIT),
+        "style": style,
+        "url": url,
+        "action_id": action_id,
+        "value": _cut(value, BUTTON_VALUE_LIMIT),
+    }
+
+
+def _actions(note: Notification) -> dict[str, Any] | None:
+    """The Acknowledge / Resolve buttons, when the action carries signed links for them."""
+    buttons = [
+        _button("Acknowledge", note.acknowledge_url, ACKNOWLEDGE_ACTION_ID, "primary", note.incident_id),
+        _button("Resolve", note.resolve_url, RESOLVE_ACTION_ID, "danger", note.incident_id),
+    ]
+    elements = [button for button in buttons if button is not None]
+    return {"type": "actions", "elements": elements} if elements else None
 
 
 def render(
@@ -267,28 +222,36 @@ def render(
     max_alerts: int = MAX_ALERTS,
 ) -> dict[str, Any]:
     """The Slack message for `action` (pure): `text` fallback, Block Kit `blocks`, optional overrides."""
-    incident = action.incident
-    title = _title_line(action)
-    summary: dict[str, Any] = {"type": "section", "fields": _facts(action)[:10]}
-    if action.reason:
-        summary["text"] = _mrkdwn(_esc(action.reason), SECTION_LIMIT)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(title, HEADER_LIMIT)},
-        summary,
-        {"type": "divider"},
+    note = notification(action, max_alerts=max_alerts)
+    title = note.heading
+    mentions = _mentions(note)
+    fields = [_field(fact) for fact in note.facts]
+    summary: dict[str, Any] = {"type": "section", "fields": fields[:MAX_FIELDS]}
+    text = "\n".join(part for part in (_esc(note.reason), mentions) if part)
+    if text:
+        summary["text"] = _mrkdwn(text, SECTION_LIMIT)
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": _plain(title, HEADER_LIMIT)}, summary]
+    blocks += [
+        {"type": "section", "fields": fields[i : i + MAX_FIELDS]} for i in range(MAX_FIELDS, len(fields), MAX_FIELDS)
     ]
+    actions = _actions(note)
+    if actions is not None:
+        blocks.append(actions)
+    blocks.append({"type": "divider"})
     # Leave room for the "more" and the context blocks under Slack's 50-block cap.
-    shown = _ordered(incident.alerts)[: max(0, min(max_alerts, MAX_BLOCKS - len(blocks) - 2))]
-    blocks += [_alert_block(alert) for alert in shown]
-    hidden = len(incident.alerts) - len(shown)
+    shown = note.alerts[: max(0, MAX_BLOCKS - len(blocks) - 2)]
+    blocks += [_alert_block(line) for line in shown]
+    hidden = note.alerts_total - len(shown)
     if hidden > 0:
-        more = f"{_ELLIPSIS}and {_plural(hidden, 'more alert')}"
+        more = f"{_ELLIPSIS}and {plural(hidden, 'more alert')}"
         blocks.append({"type": "context", "elements": [_mrkdwn(more, CONTEXT_LIMIT)]})
-    where = f"Incident `{_esc(incident.id)}`{_DOT}revision {incident.revision}{_DOT}{_slack_date(action.at)}"
+    where = f"Incident `{_esc(note.incident_id)}`{_DOT}revision {note.revision}{_DOT}{_slack_date(note.at)}"
     blocks.append({"type": "context", "elements": [_mrkdwn(where, CONTEXT_LIMIT)]})
 
-    text = f"{title}{_DOT}{_plural(len(incident.firing), 'alert')} firing"
-    message: dict[str, Any] = {"text": _cut(text, TEXT_LIMIT), "blocks": blocks[:MAX_BLOCKS]}
+    fallback = f"{title}{_DOT}{note.summary}"
+    if mentions:
+        fallback += f"{_DOT}{mentions}"
+    message: dict[str, Any] = {"text": _cut(fallback, TEXT_LIMIT), "blocks": blocks[:MAX_BLOCKS]}
     for key, value in (("channel", channel), ("username", username), ("icon_emoji", icon_emoji)):
         if value is not None:
             message[key] = value

@@ -153,8 +153,8 @@ def play(engine: Engine, events: Iterable[Event], until: float, step: float | No
     With `step`, `advance` is also called every `step` seconds in between, as live mode's tick does.
     """
     actions: list[Action] = []
-    clock = 0.0
     batches = [(at, [a for _, a in group]) for at, group in groupby(events, key=lambda e: e[0])]
+    clock = batches[0][0] if batches else 0.0
     for at, batch in [*batches, (until, [])]:
         if step is not None:
             while clock + step < at:

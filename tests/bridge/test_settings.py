@@ -142,7 +142,7 @@ ERRORS = [
         MINIMAL.replace("type: log", "type: carrier-pigeon"),
         [
             "sinks[0]: Input tag 'carrier-pigeon' found using 'type' does not match any of the "
-            "expected tags: 'log', 'slack', 'webhook'"
+            "expected tags: 'email', 'log', 'slack', 'teams', 'webhook'"
         ],
     ),
     (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import socket
 import threading
 from collections import deque
@@ -19,6 +21,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from multidict import CIMultiDict
 
 import sinks  # noqa: F401  (imported for its side effect: registers every sink in SINKS)
@@ -262,3 +266,87 @@ def closed_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}{HOOK_PATH}"
+
+
+# ---------------------------------------------------------------------------------- fake SMTP server
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message as the SMTP server accepted it: the envelope and the raw bytes."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+
+    def message(self) -> Any:
+        """The message parsed with the modern e-mail policy (an `email.message.EmailMessage`)."""
+        return email.parser.BytesParser(policy=email.policy.default).parsebytes(self.content)
+
+
+class SmtpRecorder:
+    """An aiosmtpd handler that records accepted mail and answers from a script.
+
+    `rcpt_replies` maps a recipient (or "*" for all) to the reply its RCPT gets, e.g. "550 5.1.1 no
+    such user"; `data_reply` replaces the DATA answer; `credentials` are the accepted (user, password).
+    """
+
+    def __init__(self) -> None:
+        self.mails: list[Mail] = []
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_reply: str | None = None
+        self.credentials: tuple[str, str] | None = None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        reply = self.rcpt_replies.get(address) or self.rcpt_replies.get("*")
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply is not None:
+            return self.data_reply
+        content = envelope.original_content or envelope.content
+        self.mails.append(Mail(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(content)))
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = (self.credentials is not None and isinstance(auth_data, LoginPassword)
+              and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 235/535 reply
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """A running local SMTP server and its recorder."""
+
+    host: str
+    port: int
+    handler: SmtpRecorder
+
+    @property
+    def mails(self) -> list[Mail]:
+        return self.handler.mails
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real aiosmtpd server on 127.0.0.1 (own thread); plain SMTP, AUTH offered without TLS."""
+    handler = SmtpRecorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=handler.authenticate,
+                            auth_require_tls=False)
+    controller.start()  # returns once the server answers
+    try:
+        yield SmtpServer("127.0.0.1", controller.port, handler)
+    finally:
+        controller.stop()

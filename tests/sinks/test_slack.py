@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,13 +10,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bridge.model import ActionKind, AlertStatus, Link, Severity
+from bridge.model import Action, ActionKind, AlertStatus, Link, Recipient, Severity
 from bridge.plugins import Outcome, OutcomeKind
 from sinks.slack import SlackSink, SlackSinkConfig, render
-from tests.sinks.conftest import ALL_KINDS, FakeReceiver, Reply, deliver, make_action, make_alert
+from tests.sinks.conftest import ALL_KINDS, T0, FakeReceiver, Reply, deliver, make_action, make_alert
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
-BLOCK_TYPES = {"header", "section", "divider", "context"}
+BLOCK_TYPES = {"header", "section", "divider", "context", "actions"}
+ACK = "https://bridge.example/api/v1/links/ack-token"
+RESOLVE = "https://bridge.example/api/v1/links/resolve-token"
 
 
 def units(text: str) -> int:
@@ -53,6 +56,15 @@ def assert_block_kit(message: dict[str, Any]) -> None:
             assert 1 <= len(block["elements"]) <= 10
             for item in block["elements"]:
                 assert_text_object(item, {"mrkdwn", "plain_text"}, 2000)
+        elif kind == "actions":
+            assert set(block) == {"type", "elements"}
+            assert 1 <= len(block["elements"]) <= 25
+            for button in block["elements"]:
+                assert set(button) == {"type", "text", "style", "url", "action_id", "value"}
+                assert button["type"] == "button" and button["style"] in {"primary", "danger"}
+                assert_text_object(button["text"], {"plain_text"}, 75)
+                assert len(button["url"]) <= 3000 and len(button["value"]) <= 2000
+                assert len(button["action_id"]) <= 255
         else:
             assert block == {"type": "divider"}
 
@@ -277,3 +289,109 @@ def test_url_must_be_https(url: str, problem: str | None) -> None:
 def test_url_is_secret_in_repr() -> None:
     """The URL is a credential: hidden in the config's repr."""
     assert "services/T/B/x" not in repr(slack_config(url="https://hooks.slack.com/services/T/B/x"))
+
+
+# ------------------------------------------------------------------ recipients, lifecycle facts, buttons
+
+
+def people(action: Action, *recipients: Recipient, **links: str) -> Action:
+    """`action` addressed to `recipients`, carrying `links` (default: both signed links)."""
+    return dataclasses.replace(action, recipients=recipients,
+                               links=links or {"acknowledge": ACK, "resolve": RESOLVE})
+
+
+def test_recipients_with_slack_ids_are_mentioned() -> None:
+    """Recipients with a Slack user id are mentioned as `<@ID>` in the summary and the fallback text."""
+    action = people(make_action(ActionKind.ESCALATE),
+                    Recipient("bob", {"slack": "U024BE7LH"}),
+                    Recipient("carol", {"email": "carol@example.org"}),
+                    Recipient("dan", {"slack": "W0123ABC"}),
+                    Recipient("bob again", {"slack": "U024BE7LH"}))
+    message = render(action)
+    assert_block_kit(message)
+    summary = blocks_of(message, "section")[0]["text"]["text"]
+    assert summary == f"{action.reason}\n<@U024BE7LH> <@W0123ABC>"
+    assert message["text"].endswith(" · <@U024BE7LH> <@W0123ABC>")
+
+
+def test_malformed_slack_handles_are_not_mentioned() -> None:
+    """A handle that is not a user id (`!channel`, markup, lower case) is never put inside `<@…>`."""
+    action = people(make_action(), Recipient("x", {"slack": "!channel"}), Recipient("y", {"slack": "U1|x>"}),
+                    Recipient("z", {"slack": "u024be7lh"}))
+    message = render(action)
+    assert "<@" not in json.dumps(message)
+    assert blocks_of(message, "section")[0]["text"]["text"] == action.reason
+
+
+def test_root_cause_assignee_escalation_and_sla_are_fields() -> None:
+    """Root cause, assignee, escalation tier and SLA deadlines (reader-local dates) are summary fields."""
+    action = make_action(ActionKind.ASSIGN, root_cause="payments-db", assignee="alice", escalation_level=1,
+                         sla={"acknowledge_by": T0 + 900})
+    fields = [f["text"] for f in blocks_of(render(action), "section")[0]["fields"]]
+    assert "*Root cause*\npayments-db" in fields
+    assert "*Assignee*\nalice" in fields
+    assert "*Escalation*\ntier 1" in fields
+    assert ("*Acknowledge by*\n<!date^1709544423^{date_short_pretty} {time_secs}|2024-03-04T09:27:03.123Z> "
+            "(in 15m)") in fields
+
+
+def test_more_than_ten_fields_continue_in_a_second_section() -> None:
+    """Past Slack's 10 fields per section the facts continue in a second section before the divider."""
+    sla = {"acknowledge_by": T0 + 900, "resolve_by": T0 + 3600, "first_update_by": T0 + 600}
+    action = make_action(ActionKind.ESCALATE, root_cause="db", assignee="bob", escalation_level=2, sla=sla)
+    message = render(action)
+    assert_block_kit(message)
+    first, second = blocks_of(message, "section")[:2]
+    assert len(first["fields"]) == 10
+    assert [f["text"].split("\n")[0] for f in second["fields"]] == ["*First update by*"]
+    assert message["blocks"].index(second) < message["blocks"].index({"type": "divider"})
+
+
+def test_buttons_acknowledge_and_resolve() -> None:
+    """With signed links, an actions block before the divider holds Acknowledge and Resolve link buttons."""
+    message = render(people(make_action()))
+    assert_block_kit(message)
+    (actions,) = blocks_of(message, "actions")
+    assert actions["elements"] == [
+        {"type": "button", "text": {"type": "plain_text", "text": "Acknowledge", "emoji": True},
+         "style": "primary", "url": ACK, "action_id": "alertbridge.acknowledge", "value": "inc-7f3a"},
+        {"type": "button", "text": {"type": "plain_text", "text": "Resolve", "emoji": True},
+         "style": "danger", "url": RESOLVE, "action_id": "alertbridge.resolve", "value": "inc-7f3a"},
+    ]
+    assert message["blocks"].index(actions) + 1 == message["blocks"].index({"type": "divider"})
+
+
+@pytest.mark.parametrize(("kind", "links", "action_ids"), [
+    (ActionKind.OPEN, {}, []),
+    (ActionKind.ACKNOWLEDGE, {"acknowledge": ACK, "resolve": RESOLVE}, ["alertbridge.resolve"]),
+    (ActionKind.RESOLVE, {"acknowledge": ACK, "resolve": RESOLVE}, []),
+    (ActionKind.OPEN, {"acknowledge": "https://x.example/" + "a" * 3000, "resolve": RESOLVE},
+     ["alertbridge.resolve"]),
+], ids=["no-links", "acknowledged", "resolved", "overlong-url"])
+def test_buttons_only_while_they_apply(kind: ActionKind, links: dict[str, str], action_ids: list[str]) -> None:
+    """No links, no buttons; Acknowledge only while triggered, Resolve until resolved; an overlong URL has none."""
+    action = dataclasses.replace(make_action(kind), links=links)
+    message = render(action)
+    assert_block_kit(message)
+    found = [button["action_id"] for block in blocks_of(message, "actions") for button in block["elements"]]
+    assert found == action_ids
+
+
+def test_buttons_and_mentions_keep_the_block_cap() -> None:
+    """With buttons, mentions and 60 alerts the message stays within 50 blocks and counts the rest."""
+    action = people(make_action(n_alerts=60), Recipient("bob", {"slack": "U024BE7LH"}))
+    message = render(action, max_alerts=60)
+    assert_block_kit(message)
+    assert len(message["blocks"]) == 50
+    assert blocks_of(message, "context")[0]["elements"][0]["text"].startswith("…and ")
+
+
+def test_round_trip_with_buttons_and_mentions(receiver: FakeReceiver) -> None:
+    """The posted body carries the buttons and mentions render() built."""
+    receiver.script(Reply(200, "ok"))
+    action = people(make_action(), Recipient("bob", {"slack": "U024BE7LH"}))
+    assert deliver(SlackSink(slack_config(url=receiver.url)), action) == Outcome.delivered(200)
+    body = receiver.requests[0].json()
+    assert body == render(action)
+    assert "<@U024BE7LH>" in body["text"]
+    assert [b["type"] for b in body["blocks"]].count("actions") == 1
