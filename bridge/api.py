@@ -1,4 +1,5 @@
-"""The REST API under /api/v1: incidents, alerts, dead letters, and its OpenAPI document."""
+"""The REST API under /api/v1: incidents, alerts, dead letters, silences, maintenance, signed links,
+Slack interactivity, the on-call report, and its OpenAPI document."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from aiohttp import web
 
 from bridge.errors import NotFound, PayloadInvalid
 from bridge.keys import RUNTIME
+from bridge.links import PAGE_HEADERS, LinkInvalid, confirmation_page, result_page
+from bridge.log import get_logger
 from bridge.model import AlertStatus, IncidentStatus, format_time
 from bridge.openapi import openapi_document
+from bridge.runtime import Conflict
 from bridge.store.base import Delivery
 
 __all__ = ["add_routes"]
+
+log = get_logger("alertbridge.http")
 
 PREFIX = "/api/v1"
 _MAX_LIMIT = 1000
@@ -40,6 +46,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v2/silences", am_post_silence)
     r.add_get("/api/v2/silence/{id}", am_get_silence)
     r.add_delete("/api/v2/silence/{id}", am_delete_silence)
+    r.add_get(f"{PREFIX}/links/{{token}}", link_page)
+    r.add_post(f"{PREFIX}/links/{{token}}", link_use)
+    r.add_post(f"{PREFIX}/slack/actions", slack_actions)
+    r.add_get(f"{PREFIX}/report", report)
     r.add_get(f"{PREFIX}/openapi.json", openapi)
 
 
@@ -287,3 +297,59 @@ async def am_get_silence(request: web.Request) -> web.Response:
 async def am_delete_silence(request: web.Request) -> web.Response:
     await request.app[RUNTIME].expire_silence(request.match_info["id"])
     return web.Response(status=200)
+
+
+# ------------------------------------------------------------------------------ signed links, Slack
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, headers=PAGE_HEADERS)
+
+
+def _refused(request: web.Request, err: LinkInvalid) -> web.Response:
+    request.app[RUNTIME].metrics.link_refusals.labels(err.reason.value).inc()
+    log.info("link refused", reason=err.reason.value)
+    return _html(result_page(f"This link cannot be used: {err.reason.value}.", ok=False), 403)
+
+
+async def link_page(request: web.Request) -> web.Response:
+    """GET never acts (mail scanners and chat unfurlers fetch links): it asks to confirm with a POST."""
+    runtime = request.app[RUNTIME]
+    try:
+        claim, incident = runtime.check_link(request.match_info["token"])
+    except LinkInvalid as err:
+        return _refused(request, err)
+    if incident.status is IncidentStatus.RESOLVED or (
+            claim.action == "acknowledge" and incident.status is not IncidentStatus.TRIGGERED):
+        return _html(result_page(f"Incident {incident.id} is already {incident.status.value}.", ok=False), 409)
+    return _html(confirmation_page(claim, incident.view().title, request.path))
+
+
+async def link_use(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        claim, detail = await runtime.use_link(request.match_info["token"])
+    except LinkInvalid as err:
+        return _refused(request, err)
+    except Conflict as err:
+        return _html(result_page(f"Nothing done: {err.reason}.", ok=False), 409)
+    done = "acknowledged" if claim.action == "acknowledge" else "resolved"
+    log.info("link used", incident=claim.incident_id, action=claim.action)
+    return _html(result_page(f"Incident {detail['id']} {done}: {detail['title']}", ok=True))
+
+
+async def slack_actions(request: web.Request) -> web.Response:
+    body = await request.read()
+    return _json(await request.app[RUNTIME].slack_action(request.headers, body))
+
+
+async def report(request: web.Request) -> web.Response:
+    from bridge.plugins import parse_duration
+    from bridge.report import build_report
+
+    runtime = request.app[RUNTIME]
+    try:
+        since = parse_duration(request.query.get("since", "7d"))
+    except ValueError as err:
+        raise PayloadInvalid("since", str(err)) from None
+    until = runtime.now()
+    return _json(build_report(runtime.engine.incidents.values(), until - since, until).to_dict())

@@ -21,6 +21,7 @@ from typing import Any
 
 from bridge.engine import Engine
 from bridge.errors import PayloadInvalid
+from bridge.links import LinkClaim, UsedLinks
 from bridge.log import get_logger
 from bridge.model import Action
 from bridge.plugins import Parsed, Source
@@ -44,6 +45,8 @@ class Applier:
         self.engine = engine
         self.sources = sources
         self.on_actions = on_actions
+        #: signed links already used (rebuilt from the journal's acknowledge/resolve entries)
+        self.used_links = UsedLinks()
         # parses made while the request was validated, so a live entry is not parsed twice. Keyed
         # by what the journal hands back (source, time, body): parse is pure in exactly those, so
         # two identical keys have identical parses. A rebuild parses again from the recorded body.
@@ -83,9 +86,16 @@ class Applier:
             if parsed.acknowledge:
                 actions.extend(engine.acknowledge_alerts(parsed.acknowledge, source, at))
             return actions
-        if kind == ENTRY_ACK:
-            return engine.acknowledge(data["incident"], data.get("by") or "api", at)
-        if kind == ENTRY_RESOLVE:
+        if kind in (ENTRY_ACK, ENTRY_RESOLVE):
+            token = data.get("token")
+            if token is not None:  # a signed link: used once, however often the journal is replayed
+                claim = LinkClaim(data["incident"], "acknowledge" if kind == ENTRY_ACK else "resolve",
+                                  int(data.get("token_expires") or 0), 0, token)
+                if not self.used_links.use(claim, at):
+                    return engine.advance(at)
+                self.used_links.prune(at)
+            if kind == ENTRY_ACK:
+                return engine.acknowledge(data["incident"], data.get("by") or "api", at)
             return engine.resolve(data["incident"], data.get("by") or "api", at)
         if kind == ENTRY_SILENCE:
             if data.get("op") == "set":

@@ -113,11 +113,13 @@ class LinkInvalidReason(StrEnum):
     USED = "already used"  # valid, but `UsedLinks.use` said it was used before (raised by the caller)
 
 
+#: Every refusal is a 403: a link that is forged, expired or used before is simply not a permission
+#: (and one status tells a prober nothing about which check failed).
 _STATUS: Final = {
-    LinkInvalidReason.MALFORMED: 400,
+    LinkInvalidReason.MALFORMED: 403,
     LinkInvalidReason.BAD_SIGNATURE: 403,
-    LinkInvalidReason.EXPIRED: 410,
-    LinkInvalidReason.USED: 409,
+    LinkInvalidReason.EXPIRED: 403,
+    LinkInvalidReason.USED: 403,
 }
 
 

@@ -46,6 +46,10 @@ class Metrics:
                                    ["sink", "outcome"], registry=r)
         self.delivery_latency = Histogram("alertbridge_delivery_latency_seconds", "Duration of delivery attempts.",
                                           ["sink"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.link_uses = PCounter("alertbridge_link_uses", "Signed acknowledge/resolve links used, by action.",
+                                  ["action"], registry=r)
+        self.link_refusals = PCounter("alertbridge_link_refusals", "Signed links refused (403), by reason.",
+                                      ["reason"], registry=r)
         self.actions = PCounter("alertbridge_actions", "Actions the engine emitted, by kind.", ["kind"], registry=r)
         self.journal_batch = Histogram("alertbridge_journal_batch_entries", "Entries per journal group commit.",
                                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)

@@ -150,6 +150,35 @@ _PATHS: dict[str, dict[str, Any]] = {
                                                     **_errors(404)}},
         "delete": {"summary": "Alertmanager API v2: expire a silence.", "tags": ["alertmanager-compatible"],
                    "parameters": [_SID], "responses": {"200": _resp("Expired."), **_errors(404)}}},
+    "/api/v1/links/{token}": {
+        "get": {
+            "summary": "A signed acknowledge/resolve link from a notification: shows a confirmation page (GET never "
+                       "acts: mail scanners and unfurlers fetch links).", "tags": ["links"],
+            "parameters": [_param("token", "path", {"type": "string"}, "The signed token.")],
+            "responses": {"200": {"description": "Confirmation page (HTML) with a form that POSTs back."},
+                          "403": {"description": "Forged, expired or already used link (HTML)."},
+                          "409": {"description": "The incident is already acknowledged or resolved (HTML)."}}},
+        "post": {
+            "summary": "Use a signed link: acknowledge or resolve its incident, once, without a login.",
+            "tags": ["links"],
+            "parameters": [_param("token", "path", {"type": "string"}, "The signed token.")],
+            "responses": {"200": {"description": "Done (HTML result page)."},
+                          "403": {"description": "Forged, expired or already used link: nothing changed (HTML)."},
+                          "409": {"description": "The incident is already acknowledged or resolved (HTML)."},
+                          "503": _resp("The store is unavailable; retry later.", _ERROR)}}},
+    "/api/v1/slack/actions": {"post": {
+        "summary": "Slack interactivity Request URL: Acknowledge/Resolve button clicks (Slack-signed).",
+        "tags": ["links"],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {"payload": {"type": "string", "description": "block_actions JSON"}},
+            "required": ["payload"]}}}},
+        "responses": {"200": _resp("An ephemeral message for the user who clicked.", {"type": "object"}),
+                      **_errors(400, 401, 404, 503)}}},
+    "/api/v1/report": {"get": {
+        "summary": "The on-call report: per pool and priority MTTA, MTTR, SLA compliance, escalations, repeat "
+                   "rate; pages per person per day.", "tags": ["pools"],
+        "parameters": [_param("since", "query", {"type": "string", "default": "7d"}, "Period, back from now.")],
+        "responses": {"200": _resp("The report.", {"type": "object"}), **_errors(400)}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document.", "tags": ["meta"],
                                      "responses": {"200": _resp("OpenAPI 3.1 document.", {"type": "object"})}}},
     "/healthz": {"get": {"summary": "Liveness.", "tags": ["meta"], "responses": {"200": _resp("Alive.")}}},

@@ -1,6 +1,6 @@
 """The on-call report: how pools responded over a period, from the engine's incidents.
 
-`build_report(incidents, since, until)` takes the incidents paged in [since, until) and computes,
+`build_report(incidents, since, until)` takes the incidents paged in [since, until] and computes,
 per pool and priority: incidents, time to acknowledge and to resolve (mean and median, over those
 acknowledged / resolved), SLA compliance per target (met / incidents with that target that are
 closed or breached), escalations, and the repeat rate (share that opened within 7 days of the same
@@ -96,9 +96,9 @@ def build_report(incidents: Iterable[Incident], since: float, until: float) -> R
     pages: Counter[str] = Counter()
     for incident in incidents:
         for member, at in incident.pages:
-            if since <= at < until:
+            if since <= at <= until:
                 pages[member] += 1
-        if not incident.opened or incident.merged_into is not None or not since <= incident.opened_at < until:
+        if not incident.opened or incident.merged_into is not None or not since <= incident.opened_at <= until:
             continue
         groups[(incident.pool or "(none)", incident.priority)].append(incident)
     rows = []

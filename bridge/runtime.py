@@ -21,10 +21,12 @@ from bridge.dispatch.embedded import EmbeddedDispatcher
 from bridge.engine import Engine
 from bridge.errors import NotFound, PayloadInvalid
 from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
+from bridge.links import LinkAction, LinkClaim, LinkInvalid, LinkInvalidReason, LinkSigner
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.model import Action, IncidentStatus
 from bridge.plugins import Parsed, Sink, Source
+from bridge.slack_interactive import interaction_response, parse_interaction, verify_slack_request
 from bridge.store.base import new_deliveries
 from bridge.store.sqlite import SQLiteStore
 from bridge.suppression import maintenance_window, silence_from_request, silence_view, window_view
@@ -43,6 +45,14 @@ class Conflict(PayloadInvalid):
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(field, reason, status=409)
+
+
+def _link_signer(settings: Any) -> LinkSigner | None:
+    links = settings.links
+    if links.secret is None or not settings.server.public_url:
+        return None
+    return LinkSigner(links.secret.get_secret_value().encode(), settings.server.public_url, links.ttl,
+                      previous_secrets=[s.get_secret_value().encode() for s in links.previous_secrets])
 
 
 class Runtime:
@@ -65,6 +75,8 @@ class Runtime:
         self._ticker: asyncio.Task[None] | None = None
         self._reported_unused: set[str] = set()
         self._live_actions: dict[str, Action] = {}  # idempotency key -> Action, until delivered
+        self.links = _link_signer(settings)
+        self._links_in_flight: set[str] = set()  # token ids being journaled (single use across requests)
         self.metrics.watch(self.engine, lambda: self.queue_depth, settings.silences.report_unused_after)
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -80,7 +92,7 @@ class Runtime:
         self.dispatcher = EmbeddedDispatcher(self.store, self.sinks, clock=self.clock, policy=policy,
                                              concurrency=d.concurrency,
                                              metrics_hook=self.metrics.record_delivery,
-                                             actions=self._live_actions)
+                                             actions=self._live_actions, decorate=self.with_links)
         await self.dispatcher.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="alertbridge-ticker")
         self.ready = True
@@ -187,6 +199,69 @@ class Runtime:
             assert self.store is not None
             await self.store.append(ENTRY_RESOLVE, "api", {"incident": incident_id, "by": by}, self.now())
         return self.incident_detail(incident_id)
+
+    # ----------------------------------------------------------------------- signed links, Slack
+
+    def with_links(self, action: Action) -> Action:
+        """The action with its signed acknowledge/resolve links (deterministic: a redelivery renders the
+        same links), while the incident is still open; the action itself when links are off."""
+        incident = action.incident
+        if self.links is None or incident.status is IncidentStatus.RESOLVED:
+            return action
+        links: dict[str, str] = {}
+        kinds: tuple[LinkAction, ...] = ("acknowledge", "resolve") \
+            if incident.status is IncidentStatus.TRIGGERED else ("resolve",)
+        for kind in kinds:
+            links[kind] = self.links.url(incident.id, kind, action.at, incident.revision)
+        return replace(action, links=links)
+
+    def check_link(self, token: str) -> tuple[LinkClaim, Any]:
+        """Verify a link token (LinkInvalid, 403, when forged, expired or used); returns it and its incident."""
+        if self.links is None:
+            raise NotFound("signed links are not configured (links.secret)")
+        claim = self.links.verify(token, self.now())
+        if claim.token_id in self.applier.used_links or claim.token_id in self._links_in_flight:
+            raise LinkInvalid(LinkInvalidReason.USED)
+        return claim, self._incident(claim.incident_id)
+
+    async def use_link(self, token: str) -> tuple[LinkClaim, dict[str, Any]]:
+        """Act on a signed link once: journal the acknowledge/resolve with the token's id."""
+        claim, incident = self.check_link(token)
+        if incident.status is IncidentStatus.RESOLVED:
+            raise Conflict("status", "the incident is already resolved")
+        if claim.action == "acknowledge" and incident.status is not IncidentStatus.TRIGGERED:
+            raise Conflict("status", f"the incident is already acknowledged by {incident.acknowledged_by}")
+        self._links_in_flight.add(claim.token_id)
+        try:
+            data = {"incident": claim.incident_id, "by": "signed link", "token": claim.token_id,
+                    "token_expires": claim.expires}
+            assert self.store is not None
+            await self.store.append(ENTRY_ACK if claim.action == "acknowledge" else ENTRY_RESOLVE, "link", data,
+                                    self.now())
+        finally:
+            self._links_in_flight.discard(claim.token_id)
+        self.metrics.link_uses.labels(claim.action).inc()
+        return claim, self.incident_detail(claim.incident_id)
+
+    async def slack_action(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        """A Slack button click: verify Slack's signature, then acknowledge or resolve as that user."""
+        secret = self.settings.slack_app.signing_secret
+        if secret is None:
+            raise NotFound("Slack interactivity is not configured (slack_app.signing_secret)")
+        verify_slack_request(secret.get_secret_value().encode(), headers, body, self.clock())
+        click = parse_interaction(body)
+        who = f"slack:{click.user_name}"
+        try:
+            if click.action == "acknowledge":
+                detail = await self.acknowledge(click.incident_id, who)
+            else:
+                detail = await self.resolve(click.incident_id, who)
+        except NotFound:
+            return interaction_response(f"Incident {click.incident_id} is not known here.")
+        except Conflict as err:
+            return interaction_response(f"Incident {click.incident_id}: {err.reason}.")
+        done = "acknowledged" if click.action == "acknowledge" else "resolved"
+        return interaction_response(f"Incident {detail['id']} {done} by {click.user_name}: {detail['title']}")
 
     # ----------------------------------------------------------------------- silences, maintenance
 

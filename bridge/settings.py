@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
 from bridge.errors import ConfigError
 from bridge.model import Severity
@@ -174,6 +174,21 @@ class DispatchSettings(_Model):
     concurrency: int = Field(32, ge=1, le=1024, description="Deliveries in flight at once.")
 
 
+class LinkSettings(_Model):
+    secret: SecretStr | None = Field(None, description="Key (32+ bytes) that signs the acknowledge/resolve links "
+                                                       "in notifications; unset: no links. Needs "
+                                                       "server.public_url.")
+    previous_secrets: list[SecretStr] = Field(default_factory=list, description="Old keys still accepted (key "
+                                                                                "rotation); never used to sign.")
+    ttl: Duration = Field(86400.0, gt=0, description="How long a link stays valid after its notification.")
+
+
+class SlackAppSettings(_Model):
+    signing_secret: SecretStr | None = Field(None, description="Slack app signing secret: enables the interactive "
+                                                               "endpoint POST /api/v1/slack/actions (Acknowledge "
+                                                               "and Resolve buttons).")
+
+
 def _plugin_union(registry: Mapping[str, type[Any]]) -> Any:
     models = tuple(cls.config_model for cls in registry.values())
     if not models:
@@ -222,6 +237,10 @@ def settings_model() -> type[BaseModel]:
             "Ordered rules from incidents to pools; the triage pool for the rest."))),
         sla=(SlaSettings, Field(default_factory=SlaSettings, description=(
             "Per-priority targets for time to acknowledge and to resolve; warnings and breaches."))),
+        links=(LinkSettings, Field(default_factory=LinkSettings, description=(
+            "Signed acknowledge/resolve links in notifications (no login; expiring; single use)."))),
+        slack_app=(SlackAppSettings, Field(default_factory=SlackAppSettings, description=(
+            "Slack interactivity: Acknowledge/Resolve buttons in Slack messages."))),
     )
 
 
@@ -369,6 +388,22 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
         from bridge.pools import pool_problems
 
         problems.extend(pool_problems(settings, time.time()))
+    links = settings.links
+    if links.secret is not None:
+        if len(links.secret.get_secret_value().encode()) < 32:
+            problems.append("links.secret: must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
+        if not settings.server.public_url:
+            problems.append("links.secret: server.public_url must be set so links can point back here")
+        else:
+            from bridge.links import LinkSigner
+
+            try:
+                LinkSigner(b"x" * 32, settings.server.public_url, links.ttl)
+            except ValueError as err:
+                problems.append(f"server.public_url: {err}")
+    for i, old in enumerate(links.previous_secrets):
+        if len(old.get_secret_value().encode()) < 32:
+            problems.append(f"links.previous_secrets[{i}]: must be at least 32 bytes")
     for level in LEVELS:
         if level not in settings.priority.matrix or any(u not in settings.priority.matrix[level] for u in LEVELS):
             problems.append(f"priority.matrix.{level}: must map every urgency (high, medium, low)")

@@ -80,6 +80,7 @@ class EmbeddedDispatcher:
         rand: Callable[[], float] = random.random,
         timer: Callable[[], float] = time.perf_counter,
         actions: MutableMapping[str, Action] | None = None,
+        decorate: Callable[[Action], Action] | None = None,
     ) -> None:
         if concurrency < 1 or batch_limit < 1:
             raise ValueError("concurrency and batch_limit must be at least 1")
@@ -88,6 +89,8 @@ class EmbeddedDispatcher:
         # the live Action objects of recent enqueues, by idempotency key, so a delivery made by this
         # process does not decode what it just encoded (a restart falls back to the stored JSON)
         self._actions = actions
+        # adds what is rendered at delivery, not stored (the signed links); deterministic per action
+        self._decorate = decorate
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._metrics_hook = metrics_hook
@@ -226,6 +229,8 @@ class EmbeddedDispatcher:
         try:
             cached = self._actions.pop(delivery.idempotency_key, None) if self._actions is not None else None
             action = cached if cached is not None else action_from_dict(delivery.action)
+            if self._decorate is not None:
+                action = self._decorate(action)
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"undecodable action: {exc!r}"
             await self._store.mark_dead(delivery.id, reason, self._clock(), attempted=False)
