@@ -449,12 +449,17 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             incident.reopening = False
             self._open(incident, now, actions)
             return
-        self._reprioritise(incident, now)
+        previous = self._reprioritise(incident, now)
         self._pool_reviewed(incident, now, actions)
         incident.dirty = True
         route = self._routes[incident.route]
         due = incident.last_notified + route.group_interval
-        if due <= now:
+        if previous is not None and incident.priority < previous and incident.status is not IncidentStatus.RESOLVED:
+            # a raised priority is news at once (P1 is more urgent, escalates faster), not coalesced;
+            # a lowered one waits for the next group_interval like any other change
+            self._notify_update(incident, now, actions,
+                                f"priority raised {previous} -> {incident.priority}: {incident.priority_reason}")
+        elif due <= now:
             self._notify_update(incident, now, actions)
         elif incident.flush_due is None:
             incident.flush_due = due
@@ -479,7 +484,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
         self._emit(incident, ActionKind.OPEN, now, reason, actions, people=people)
         self._pool_opened(incident, now, actions)
 
-    def _notify_update(self, incident: Incident, now: float, actions: list[Action]) -> None:
+    def _notify_update(self, incident: Incident, now: float, actions: list[Action], reason: str = "") -> None:
         if not incident.dirty or not incident.opened or incident.status is IncidentStatus.RESOLVED:
             return
         mute = self._all_muted(incident, now)
@@ -490,7 +495,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
                                 mute_reason=mute.reason)
             return
         incident.muted = False
-        self._emit(incident, ActionKind.UPDATE, now, f"{incident.firing_count()} alert(s) firing", actions)
+        self._emit(incident, ActionKind.UPDATE, now, reason or f"{incident.firing_count()} alert(s) firing", actions)
 
     def _close(self, incident: Incident, now: float, reason: str, actions: list[Action]) -> None:
         self._unindex(incident)
@@ -524,7 +529,8 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             recipients = self.pools.recipients(people)
         actions.append(Action(kind, now, incident.view(), sinks, reason, recipients))
 
-    def _reprioritise(self, incident: Incident, now: float) -> None:
+    def _reprioritise(self, incident: Incident, now: float) -> str | None:
+        """Re-route and re-evaluate the priority; returns the previous priority when it changed."""
         self._reroute(incident, now)
         result = self.config.priority.evaluate(incident.alerts.values(), incident.first_alert_at, self._urgency)
         if result.priority != incident.priority or not incident.priority_reason:
@@ -534,6 +540,8 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             incident.record(now, "priority", "priority", result.reason,
                             priority=result.priority, previous=previous,
                             impact=result.impact, urgency=result.urgency)
+            return previous
+        return None
 
     # ------------------------------------------------------------------------------------- timers
 

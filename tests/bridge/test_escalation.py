@@ -290,3 +290,29 @@ def test_no_pools_changes_nothing() -> None:
     e = engine([])
     (page,) = play(e, [fire("A", 0)], T + 100)
     assert page.sinks == ("pager",) and page.recipients == () and page.incident.assignee is None
+
+
+def test_raised_priority_is_notified_at_once_and_resets_sla_targets() -> None:
+    """A critical alert joining a P4 incident raises it to P3 at once (no group_interval wait), with new SLA."""
+    e = engine([{"name": "db", "members": members("alice")}],
+               sla={"targets": {"P4": {"acknowledge": "1h"}, "P3": {"acknowledge": "10m"}}},
+               routes=[route(group_by=("team",), pool="db")])
+    actions = play(e, [fire("A", 0, severity="warning", labels={"team": "x"}),
+                       fire("B", 60, severity="critical", labels={"team": "x"})], T + 100)
+    assert rows(actions) == [(30, "open", "alice"), (60, "update", "alice")]
+    assert actions[1].reason.startswith("priority raised P4 -> P3")
+    assert actions[1].incident.sla == {"acknowledge_by": T + 30 + 600}
+
+
+def test_schedule_handoff_across_a_dst_change_assigns_the_right_member() -> None:
+    """A 09:00 Europe/Berlin daily handoff stays at 09:00 local on the day clocks go back (08:00 UTC)."""
+    schedule = {"name": "eu", "time_zone": "Europe/Berlin",
+                "layers": [{"name": "daily", "rotation": "daily", "members": ["anna", "ben"],
+                            "start": "2026-10-24", "handoff": "09:00"}]}
+    e = engine([{"name": "db", "members": members("anna", "ben"), "schedule": "eu"}], schedules=[schedule])
+    sunday_0830_utc = 1792917000.0  # 2026-10-25 08:30 UTC = 09:30 CET, after the handoff to ben
+    sunday_0730_utc = sunday_0830_utc - 3600  # 08:30 CET: still anna's shift from Saturday 09:00 CEST
+    first = alert("A", starts_at=sunday_0730_utc)
+    second = alert("B", starts_at=sunday_0830_utc)
+    actions = play(e, [(sunday_0730_utc, first), (sunday_0830_utc, second)], sunday_0830_utc + 100)
+    assert [(a.incident.assignee) for a in actions] == ["anna", "ben"]
