@@ -85,8 +85,21 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def config_reference() -> str:
+    from bridge.oncall import LayerSettings, OverrideSettings, RestrictionSettings, ScheduleSettings
+    from bridge.pools import (
+        AssignmentRuleSettings,
+        AssignmentSettings,
+        EscalationPolicySettings,
+        MemberSettings,
+        PoolSettings,
+        SlaSettings,
+        SlaTarget,
+        TierSettings,
+        WorkingHours,
+    )
     from bridge.settings import (
         DispatchSettings,
+        LinkSettings,
         LoggingSettings,
         PrecursorSettings,
         PrioritySettings,
@@ -94,6 +107,7 @@ def config_reference() -> str:
         ServerSettings,
         ServiceSettings,
         SilenceSettings,
+        SlackAppSettings,
         settings_model,
     )
 
@@ -103,7 +117,17 @@ def config_reference() -> str:
                          ("routes[]", RouteSettings), ("routes[].precursors[]", PrecursorSettings),
                          ("services[]", ServiceSettings),
                          ("priority", PrioritySettings), ("dispatch", DispatchSettings),
-                         ("silences", SilenceSettings)):
+                         ("silences", SilenceSettings),
+                         ("pools[]", PoolSettings), ("pools[].members[]", MemberSettings),
+                         ("pools[].members[].working_hours[]", WorkingHours),
+                         ("schedules[]", ScheduleSettings), ("schedules[].layers[]", LayerSettings),
+                         ("schedules[].layers[].restrict[]", RestrictionSettings),
+                         ("schedules[].overrides[]", OverrideSettings),
+                         ("escalation_policies[]", EscalationPolicySettings),
+                         ("escalation_policies[].tiers[]", TierSettings),
+                         ("assignment", AssignmentSettings), ("assignment.rules[]", AssignmentRuleSettings),
+                         ("sla", SlaSettings), ("sla.targets.<priority>", SlaTarget),
+                         ("links", LinkSettings), ("slack_app", SlackAppSettings)):
         out += [f"#### `{title}`", "", *_table(model), ""]
     for kind, registry in (("sources[]", SOURCES), ("sinks[]", SINKS)):
         for type_name in sorted(registry):

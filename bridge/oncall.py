@@ -238,6 +238,8 @@ class ScheduleSettings(_Model):
     overrides: list[OverrideSettings] = Field(default_factory=list,
                                               description="One-off changes above every layer; the later one "
                                                           "wins where they overlap.")
+    allow_gaps: bool = Field(False, description="Times with nobody on call are intended (e.g. a business-hours "
+                                                "schedule): check-config does not report them as gaps.")
 
     @field_validator("time_zone")
     @classmethod

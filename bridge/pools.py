@@ -523,7 +523,10 @@ def pool_problems(settings: Any, at: float) -> list[str]:
         if pool.escalation is not None and pool.escalation not in policies:
             problems.append(f"pools[{i}].escalation: unknown escalation policy {pool.escalation!r}")
     for i, schedule in enumerate(settings.schedules):
-        problems.extend(f"schedules[{i}].{p}" for p in schedule_problems(schedule, members, at))
+        found = schedule_problems(schedule, members, at)
+        if schedule.allow_gaps:
+            found = [p for p in found if not p.startswith("gap:")]
+        problems.extend(f"schedules[{i}]: {p}" if p.startswith("gap:") else f"schedules[{i}].{p}" for p in found)
     for i, policy in enumerate(settings.escalation_policies):
         for j, tier in enumerate(policy.tiers):
             where = f"escalation_policies[{i}].tiers[{j}]"
