@@ -157,10 +157,7 @@ class EscalationMixin:
             return
         policy = self.pools.policy_of(incident.pool)
         if policy is not None and incident.escalation_level == 0:
-            tier = policy.tiers[0]
-            why = (f"tier {tier.name} hands off to pool {tier.hand_off}" if tier.hand_off
-                   else f"nobody to page at tier {tier.name} ({self._nobody(tier, incident)})")
-            self._escalate(incident, policy, 0, 0, now, actions, why, skip_current=tier.hand_off is None)
+            self._pass_first_tier(incident, policy, now, actions)
 
     def _pool_acknowledged(self, incident: Incident, now: float) -> None:
         if not self.pools.enabled:
@@ -199,12 +196,9 @@ class EscalationMixin:
             self._emit(incident, ActionKind.ASSIGN, now,
                        f"moved to pool {incident.pool}: {incident.pool_reason}; {incident.assign_reason}", actions)
             if incident.status is IncidentStatus.TRIGGERED:
-                self._restart_escalation(incident, now, actions)
+                self._first_tier(incident, now, actions)
 
     # ------------------------------------------------------------------------------ escalation
-
-    def _nobody(self, tier: object, incident: Incident) -> str:
-        return incident.assign_reason or "no target on call"
 
     def _enter_tier(self, incident: Incident, policy: Policy, index: int, cycle: int, now: float) -> None:
         tier = policy.tiers[index]
@@ -215,7 +209,10 @@ class EscalationMixin:
         due = now + tier.timeout_for(incident.priority)
         self._schedule(due, _ESCALATE, f"{incident.id}|{incident.escalation_gen}")
 
-    def _restart_escalation(self, incident: Incident, now: float, actions: list[Action]) -> None:
+    def _first_tier(self, incident: Incident, now: float, actions: list[Action], *, announce: str | None = None,
+                    hops: int = 0) -> None:
+        """Start the incident's pool policy at tier 1. With `announce`, paging tier 1 is its own
+        `escalate` notification (a hand-off); without, the caller's notification addressed them."""
         policy = self.pools.policy_of(incident.pool)
         incident.escalation_gen += 1
         incident.escalation_level = 0
@@ -223,12 +220,22 @@ class EscalationMixin:
             return
         tier = policy.tiers[0]
         people = self.pools.tier_targets(tier, incident.assignee, now)
-        if people and tier.hand_off is None:
-            self._enter_tier(incident, policy, 0, 0, now)
+        if not people or tier.hand_off is not None:
+            self._pass_first_tier(incident, policy, now, actions, hops)
             return
+        self._enter_tier(incident, policy, 0, 0, now)
+        if announce is not None:
+            self._count_pages(incident, people, now)
+            self._emit(incident, ActionKind.ESCALATE, now, f"{announce}: paging tier {tier.name}, {', '.join(people)}",
+                       actions, people=people)
+
+    def _pass_first_tier(self, incident: Incident, policy: Policy, now: float, actions: list[Action],
+                         hops: int = 0) -> None:
+        """Tier 1 has nobody to page, or hands off: move on at once, saying why."""
+        tier = policy.tiers[0]
         why = (f"tier {tier.name} hands off to pool {tier.hand_off}" if tier.hand_off
-               else f"nobody to page at tier {tier.name} ({self._nobody(tier, incident)})")
-        self._escalate(incident, policy, 0, 0, now, actions, why, skip_current=tier.hand_off is None)
+               else f"nobody to page at tier {tier.name} ({incident.assign_reason or 'no target on call'})")
+        self._escalate(incident, policy, 0, 0, now, actions, why, skip_current=tier.hand_off is None, hops=hops)
 
     def _escalate(self, incident: Incident, policy: Policy, index: int, cycle: int, now: float,
                   actions: list[Action], why: str, *, skip_current: bool = True, hops: int = 0) -> None:
@@ -288,22 +295,7 @@ class EscalationMixin:
         incident.escalations += 1
         self._emit(incident, ActionKind.ASSIGN, now,
                    f"{why}: handed off to pool {pool_name}; {incident.assign_reason}", actions)
-        policy = self.pools.policy_of(pool_name)
-        incident.escalation_gen += 1
-        incident.escalation_level = 0
-        if policy is None:
-            return
-        tier = policy.tiers[0]
-        people = self.pools.tier_targets(tier, incident.assignee, now)
-        if people and tier.hand_off is None:
-            self._enter_tier(incident, policy, 0, 0, now)
-            self._count_pages(incident, people, now)
-            self._emit(incident, ActionKind.ESCALATE, now,
-                       f"handed off to pool {pool_name}: paging tier {tier.name}, {', '.join(people)}", actions,
-                       people=people)
-            return
-        self._escalate(incident, policy, 0, 0, now, actions, f"pool {pool_name}: nobody to page at tier {tier.name}",
-                       skip_current=tier.hand_off is None, hops=hops + 1)
+        self._first_tier(incident, now, actions, announce=f"handed off to pool {pool_name}", hops=hops + 1)
 
     def _escalation_due(self, ref: str, due: float, actions: list[Action]) -> None:
         incident_id_, _, gen = ref.rpartition("|")

@@ -131,9 +131,7 @@ class TierSettings(_Model):
     @field_validator("timeouts")
     @classmethod
     def _priorities(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [p for p in value if not _is_priority(p)]
-        if bad:
-            raise ValueError(f"keys must be priorities P1..P9, got {', '.join(map(repr, bad))}")
+        _check_priorities(value, "keys must be")
         if any(v <= 0 for v in value.values()):
             raise ValueError("timeouts must be positive")
         return value
@@ -166,9 +164,7 @@ class AssignmentRuleSettings(_Model):
     @field_validator("priorities")
     @classmethod
     def _priorities(cls, value: list[str]) -> list[str]:
-        bad = [p for p in value if not _is_priority(p)]
-        if bad:
-            raise ValueError(f"must be priorities P1..P9, got {', '.join(map(repr, bad))}")
+        _check_priorities(value, "must be")
         return value
 
 
@@ -192,14 +188,14 @@ class SlaSettings(_Model):
     @field_validator("targets")
     @classmethod
     def _priorities(cls, value: dict[str, SlaTarget]) -> dict[str, SlaTarget]:
-        bad = [p for p in value if not _is_priority(p)]
-        if bad:
-            raise ValueError(f"keys must be priorities P1..P9, got {', '.join(map(repr, bad))}")
+        _check_priorities(value, "keys must be")
         return value
 
 
-def _is_priority(value: str) -> bool:
-    return len(value) == 2 and value[0] == "P" and value[1] in "123456789"
+def _check_priorities(values: Iterable[str], what: str) -> None:
+    bad = [p for p in values if not (len(p) == 2 and p[0] == "P" and p[1] in "123456789")]
+    if bad:
+        raise ValueError(f"{what} priorities P1..P9, got {', '.join(map(repr, bad))}")
 
 
 def _check_zone(value: str) -> str:
@@ -491,7 +487,9 @@ def _member(settings: MemberSettings) -> Member:
 # ---------------------------------------------------------------------------------- check-config
 
 def pool_problems(settings: Any, at: float) -> list[str]:
-    """Cross-reference problems of the pool sections, each as `path: reason` (for check-config)."""
+    """Cross-reference problems of the pool sections, each as `path: reason` (for check-config).
+
+    Duplicate names are found with every other section's, in `bridge.settings`."""
     from bridge.oncall import schedule_problems
 
     problems: list[str] = []
@@ -500,13 +498,6 @@ def pool_problems(settings: Any, at: float) -> list[str]:
     schedules = {s.name: i for i, s in enumerate(settings.schedules)}
     policies = {p.name: i for i, p in enumerate(settings.escalation_policies)}
     members: set[str] = set()
-    for section in ("pools", "schedules", "escalation_policies"):
-        seen: dict[str, int] = {}
-        for i, item in enumerate(getattr(settings, section)):
-            if item.name in seen:
-                problems.append(f"{section}[{i}].name: duplicate name {item.name!r} "
-                                f"(also {section}[{seen[item.name]}])")
-            seen.setdefault(item.name, i)
     for i, pool in enumerate(settings.pools):
         seen_members: set[str] = set()
         for j, member in enumerate(pool.members):

@@ -336,7 +336,7 @@ def _raw_references(data: dict[str, Any]) -> list[str]:
 
 def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
     problems: list[str] = []
-    for section in ("sources", "sinks", "routes", "services"):
+    for section in ("sources", "sinks", "routes", "services", "pools", "schedules", "escalation_policies"):
         seen: dict[str, int] = {}
         for i, item in enumerate(getattr(settings, section)):
             if item.name in seen:

@@ -28,9 +28,11 @@ from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from importlib import metadata
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from pydantic import SecretStr
 
 from bridge.plugins import Outcome
 
@@ -208,3 +210,20 @@ class LazySession:
             return
         if loop is running:  # a session from a finished loop cannot be closed from this one
             await session.close()
+
+
+#: Hosts a sink may reach over plain http (a local relay or a test receiver).
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def secret_https_url(value: SecretStr) -> SecretStr:
+    """Validate a webhook URL that is itself the credential: https, or http to a loopback host.
+
+    The error never echoes the URL (it is the secret).
+    """
+    parts = urlsplit(value.get_secret_value())
+    if not parts.hostname:
+        raise ValueError("must be an https URL with a host")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return value
+    raise ValueError(f"must be https (http only for a loopback host), got scheme {parts.scheme or 'none'!r}")

@@ -57,6 +57,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bridge.model import Action, format_time
 from bridge.plugins import Outcome, SinkConfig, register_sink
+from sinks._http import LOOPBACK_HOSTS
 from sinks._message import NamedLink, Notification, notification, plural
 
 __all__ = ["EmailSink", "EmailSinkConfig", "header_safe", "parse_address"]
@@ -68,7 +69,6 @@ MESSAGE_ID_DOMAIN = "alertbridge"
 INCIDENT_HEADER = "X-Alertbridge-Incident"
 ACTION_HEADER = "X-Alertbridge-Action"
 _TITLE_LIMIT = 200
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: RFC 5322 `atext`: what may stand in a Message-ID's left part unencoded (plus single inner dots).
 _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&'*+-/=?^_`{|}~")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
@@ -171,7 +171,7 @@ class EmailSinkConfig(SinkConfig):
     def _credentials(self) -> EmailSinkConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be set together (or neither)")
-        if self.password is not None and self.security == "none" and self.host not in _LOOPBACK_HOSTS:
+        if self.password is not None and self.security == "none" and self.host not in LOOPBACK_HOSTS:
             raise ValueError("username/password need security starttls or tls: they would cross the network in clear")
         return self
 

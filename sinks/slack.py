@@ -49,7 +49,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from bridge.model import Action, format_time
 from bridge.plugins import Outcome, SinkConfig, register_sink
-from sinks._http import LazySession, post_json
+from sinks._http import LazySession, post_json, secret_https_url
 from sinks._message import MAX_ALERTS, SEVERITY_EMOJI, AlertLine, Fact, Notification, notification, plural
 
 __all__ = ["ACKNOWLEDGE_ACTION_ID", "MAX_ALERTS", "RESOLVE_ACTION_ID", "SlackSink", "SlackSinkConfig", "render"]
@@ -72,7 +72,6 @@ _SUMMARY_LIMIT = 500
 _ELLIPSIS = "…"
 _DOT = " \u00b7 "  # " · ", the separator used in every line
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: A Slack user id (`U024BE7LH`, or `W…` on Enterprise Grid): the only thing put inside `<@…>`.
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -97,17 +96,7 @@ class SlackSinkConfig(SinkConfig):
         None, pattern=r"^:[a-z0-9_+'-]+:$", description="Poster icon override, e.g. `:rotating_light:`."
     )
 
-    @field_validator("url")
-    @classmethod
-    def _https_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())  # never echo the URL: it is the secret
-        if not parts.hostname:
-            raise ValueError("must be an https URL with a host")
-        if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
-            return value
-        raise ValueError(
-            f"must be https (http only for a loopback host), got scheme {parts.scheme or 'none'!r}"
-        )
+    _https_url = field_validator("url")(secret_https_url)
 
 
 # ------------------------------------------------------------------------------------------ rendering

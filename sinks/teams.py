@@ -49,7 +49,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from bridge.model import Action, ActionKind, format_time
 from bridge.plugins import Outcome, OutcomeKind, SinkConfig, register_sink
-from sinks._http import BODY_EXCERPT, LazySession, post_json
+from sinks._http import BODY_EXCERPT, LazySession, post_json, secret_https_url
 from sinks._message import MAX_ALERTS, SEVERITY_EMOJI, AlertLine, Notification, notification, plural
 
 __all__ = ["MAX_BODY_BYTES", "TeamsSink", "TeamsSinkConfig", "is_legacy_url", "render", "render_card"]
@@ -66,7 +66,6 @@ _TEXT_LIMIT = 2000
 _SUMMARY_LIMIT = 500
 _DOT = " \u00b7 "
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _LEGACY_HOSTS = ("webhook.office.com", "outlook.office.com")
 _COLOURS = {
     ActionKind.OPEN: "attention",
@@ -102,17 +101,7 @@ class TeamsSinkConfig(SinkConfig):
         "`outlook.office.com` host, else `workflows` (set it when a proxy hides the host).",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _https_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())  # never echo the URL: it is the secret
-        if not parts.hostname:
-            raise ValueError("must be an https URL with a host")
-        if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
-            return value
-        raise ValueError(
-            f"must be https (http only for a loopback host), got scheme {parts.scheme or 'none'!r}"
-        )
+    _https_url = field_validator("url")(secret_https_url)
 
 
 def is_legacy_url(url: str) -> bool:
