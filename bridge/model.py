@@ -268,6 +268,14 @@ class IncidentView:
     def firing(self) -> tuple[Alert, ...]:
         return tuple(a for a in self.alerts if a.status is AlertStatus.FIRING)
 
+    @property
+    def name(self) -> str:
+        """The title without its leading state (`[FIRING:2] `, `[RESOLVED] `): what the incident is
+        about, for messages that state the action's own headline in front of it."""
+        if self.title.startswith("[") and "] " in self.title:
+            return self.title.split("] ", 1)[1]
+        return self.title
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -98,6 +98,7 @@ __all__ = [
     "Shift",
     "describe",
     "schedule_problems",
+    "zone_info",
 ]
 
 #: The `layer` of a shift that an override makes; no layer may take this name.
@@ -139,7 +140,8 @@ def _minutes(clock: str) -> int:
     return int(clock[:2]) * 60 + int(clock[3:])
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone_info(name: str) -> ZoneInfo:
+    """The time zone of an IANA name; ValueError naming it when it is unknown."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -244,7 +246,7 @@ class ScheduleSettings(_Model):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        _zone(value)
+        zone_info(value)
         return value
 
     @model_validator(mode="after")
@@ -257,7 +259,7 @@ class ScheduleSettings(_Model):
             elif layer.name in seen:
                 problems.append((("layers", i, "name"), f"duplicate layer name {layer.name!r}", layer.name))
             seen.add(layer.name)
-        zone = _zone(self.time_zone)
+        zone = zone_info(self.time_zone)
         for i, override in enumerate(self.overrides):
             if _epoch(override.end, zone) <= _epoch(override.start, zone):
                 problems.append((("overrides", i, "end"), "must be after start", override.end.isoformat()))
@@ -395,7 +397,7 @@ class Schedule:
 
     @classmethod
     def from_settings(cls, settings: ScheduleSettings) -> Schedule:
-        zone = _zone(settings.time_zone)
+        zone = zone_info(settings.time_zone)
         return cls(
             settings.name,
             zone,

@@ -34,12 +34,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.model import Alert, Recipient
-from bridge.oncall import Schedule, ScheduleSettings
+from bridge.oncall import Schedule, ScheduleSettings, zone_info
 from bridge.plugins import Duration
 from bridge.routing import Matcher, parse_matcher
 
@@ -97,7 +97,8 @@ class MemberSettings(_Model):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        return _check_zone(value)
+        zone_info(value)
+        return value
 
 
 class PoolSettings(_Model):
@@ -196,14 +197,6 @@ def _check_priorities(values: Iterable[str], what: str) -> None:
     bad = [p for p in values if not (len(p) == 2 and p[0] == "P" and p[1] in "123456789")]
     if bad:
         raise ValueError(f"{what} priorities P1..P9, got {', '.join(map(repr, bad))}")
-
-
-def _check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
-    return value
 
 
 # ---------------------------------------------------------------------------------- compiled form

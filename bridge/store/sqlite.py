@@ -57,7 +57,7 @@ import structlog
 from bridge.errors import StoreUnavailable
 from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery
 
-__all__ = ["DB_FILENAME", "DEFAULT_MAX_BATCH", "CommitHook", "SQLiteStore"]
+__all__ = ["DB_FILENAME", "DEFAULT_MAX_BATCH", "CommitHook", "JournalMissing", "SQLiteStore", "read_journal"]
 
 DB_FILENAME: Final = "alertbridge.db"
 #: Most write operations one transaction takes; bounds a commit's latency under a flood.
@@ -233,16 +233,7 @@ class SQLiteStore:
 
     def entries(self, after_seq: int = 0) -> Iterator[JournalEntry]:
         """Stream the entries with `seq > after_seq` in seq order, a page at a time."""
-        last = after_seq
-        while True:
-            rows = self._read_sync(
-                "SELECT seq, at, kind, source, data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
-                (last, _PAGE))
-            if not rows:
-                return
-            for seq, at, kind, source, data in rows:
-                yield JournalEntry(seq, at, kind, source, orjson.loads(data))
-            last = rows[-1][0]
+        return _entries(self._read_sync, after_seq)
 
     def last_seq(self) -> int:
         """The highest committed seq; 0 for an empty journal."""
@@ -522,3 +513,49 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
      updated_at, last_error) = row
     return Delivery(id_, key, sink, incident_id, revision, kind, _LazyAction(action),  # type: ignore[arg-type]
                     DeliveryState(state), attempts, next_at, created_at, updated_at, last_error)
+
+
+def _entries(read: Callable[[str, tuple[Any, ...]], list[Any]], after_seq: int) -> Iterator[JournalEntry]:
+    """Journal entries with `seq > after_seq` in seq order, read a page at a time with `read`."""
+    last = after_seq
+    while True:
+        rows = read("SELECT seq, at, kind, source, data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (last, _PAGE))
+        if not rows:
+            return
+        for seq, at, kind, source, data in rows:
+            yield JournalEntry(seq, at, kind, source, orjson.loads(data))
+        last = rows[-1][0]
+
+
+class JournalMissing(Exception):
+    """The data directory has no readable journal."""
+
+
+def read_journal(data_dir: Path) -> tuple[sqlite3.Connection, Iterator[Any]]:
+    """The data directory's journal entries, read without writing anything in the directory.
+
+    SQLite's `mode=ro` still creates the `-wal` and `-shm` files of a WAL database when they are
+    missing. So without a `-wal` file (no server has the store open, and the last one checkpointed
+    everything into the main file when it closed) the file is opened `immutable`: read as it is,
+    with no lock and no side file. With one (a running server, or one that stopped abruptly), the
+    existing `-wal` and `-shm` are read through with `mode=ro`. A server that starts during an
+    immutable read writes to its own new `-wal`, not to the main file, until its first checkpoint
+    (1000 pages), so the read stays consistent.
+    """
+    path = data_dir / DB_FILENAME
+    if not path.is_file():
+        raise JournalMissing(f"{data_dir}: no journal ({DB_FILENAME}) here")
+    live = path.with_name(DB_FILENAME + "-wal").exists()
+    uri = path.resolve().as_uri() + ("?mode=ro" if live else "?mode=ro&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as err:
+        raise JournalMissing(f"{path}: cannot open: {err}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("SELECT 1 FROM journal LIMIT 1").fetchall()
+    except sqlite3.Error as err:
+        conn.close()
+        raise JournalMissing(f"{path}: not an alertbridge journal ({err})") from None
+
+    return conn, _entries(lambda sql, params: conn.execute(sql, params).fetchall(), 0)
