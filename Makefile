@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/alertbridge.yaml
 
-.PHONY: run test lint typecheck bench storm clean check-python
+.PHONY: run test lint typecheck bench storm clean check-python check-redis
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "alertbridge needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -25,7 +25,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/alertbridge serve --config $(CONFIG)
 
-test: $(VENV)/.installed-dev
+# The store contract tests start their own redis-server on a free port (never your :6379).
+check-redis:
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is not installed: apt-get install redis-server (Debian/Ubuntu; the Redis store tests start their own server)" >&2; exit 1; }
+
+test: $(VENV)/.installed-dev check-redis
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
