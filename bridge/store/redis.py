@@ -169,19 +169,33 @@ _APPEND = _Script("append", """#!lua
 KEYS[1] journal (STREAM)   KEYS[2] writers (HASH writer id -> fence token)
 ARGV[1] writer id          ARGV[2] the fence token this batch was sent with
 ARGV[3..] 4 per entry: at, kind, source, data (JSON)
-Returns the ID ("0-<seq>") of the first entry; the others follow it without a gap (one script
-runs alone). Returns the error FENCED, having written nothing, if ARGV[2] is not the writer's
-token any more: a batch the writer already gave up on, arriving late. ]]
+Returns {ID ("0-<seq>") of the first entry, `at` of the entry before it or ""}; the others follow
+it without a gap (one script runs alone). Times never go back along the journal: an entry whose
+`at` is below the previous entry's is written with the previous `at` (processes' clocks differ
+a little; the engine applies entries in seq order at their `at`). Returns the error FENCED,
+having written nothing, if ARGV[2] is not the writer's token any more: a batch the writer
+already gave up on, arriving late. ]]
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return redis.error_reply('FENCED stale batch of writer ' .. ARGV[1])
 end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local floor = ''
+if last then
+  for j = 1, #last[2], 2 do
+    if last[2][j] == 'at' then floor = last[2][j + 1] end
+  end
+end
+local before = floor
 local first
 for i = 3, #ARGV, 4 do
-  local id = redis.call('XADD', KEYS[1], '0-*', 'at', ARGV[i], 'kind', ARGV[i + 1],
+  local at = ARGV[i]
+  if floor ~= '' and tonumber(at) < tonumber(floor) then at = floor end
+  floor = at
+  local id = redis.call('XADD', KEYS[1], '0-*', 'at', at, 'kind', ARGV[i + 1],
                         'source', ARGV[i + 2], 'data', ARGV[i + 3], 'writer', ARGV[1])
   first = first or id
 end
-return first
+return {first, before}
 """)
 
 _ENQUEUE = _Script("enqueue", """#!lua
@@ -620,12 +634,15 @@ class RedisStore:
                 error = self._unavailable("write failed", result)
                 done += [(op, None, error) for op in ops]
             elif isinstance(ops[0], _Append):
-                first = _seq(result)
+                first = _seq(result[0])
+                floor = float(_text(result[1])) if result[1] else None
                 for i, op in enumerate(ops):
                     assert isinstance(op, _Append)
+                    at = op.at if floor is None or op.at >= floor else floor  # as the script clamped it
+                    floor = at
                     # The entry carries the data as it reads back from the journal (tuples become
                     # lists), so that what on_commit applies live is exactly what a replay applies.
-                    entry = JournalEntry(first + i, op.at, op.kind, op.source, orjson.loads(op.blob))
+                    entry = JournalEntry(first + i, at, op.kind, op.source, orjson.loads(op.blob))
                     entries.append(entry)
                     done.append((op, entry, None))
             else:

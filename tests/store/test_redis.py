@@ -108,6 +108,25 @@ def test_two_stores_appending_concurrently_share_one_gap_free_seq_order(redis_se
     asyncio.run(main())
 
 
+def test_journal_times_never_go_back_whatever_the_writers_clocks(redis_server: RedisServer) -> None:
+    """An entry stamped earlier than the last one (another process's clock) is journaled at the last time."""
+    backend = redis_backend(redis_server)
+
+    async def main() -> None:
+        one, two = backend.open(), backend.open()
+        try:
+            first = await one.append("alerts", "one", {}, T0 + 10)
+            late = await two.append("alerts", "two", {}, T0 + 5)  # a clock 5 s behind
+            later = await two.append("alerts", "two", {}, T0 + 12)
+            assert (first.at, late.at, later.at) == (T0 + 10, T0 + 10, T0 + 12)
+            assert [e.at for e in one.entries()] == [T0 + 10, T0 + 10, T0 + 12]  # what a replay applies
+        finally:
+            await one.aclose()
+            await two.aclose()
+
+    asyncio.run(main())
+
+
 def test_a_delivery_enqueued_by_one_store_is_handed_out_and_marked_by_another(redis_server: RedisServer) -> None:
     """The outbox is shared: what one process enqueues, another sees due, marks, and both see marked."""
     backend = redis_backend(redis_server)
