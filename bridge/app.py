@@ -37,7 +37,14 @@ def create_app(settings: Any, *, clock: Callable[[], float] = time.time, runtime
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[RUNTIME] = runtime if runtime is not None else Runtime(settings, clock=clock)
+    if runtime is None:
+        if settings.redis.url:
+            from bridge.distributed import DistributedRuntime
+
+            runtime = DistributedRuntime(settings, clock=clock)
+        else:
+            runtime = Runtime(settings, clock=clock)
+    app[RUNTIME] = runtime
     app.cleanup_ctx.append(_runtime_ctx)
     app.router.add_post("/v1/sources/{name}", ingest_named)
     for source in app[RUNTIME].sources.values():

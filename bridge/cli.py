@@ -28,6 +28,7 @@ __all__ = ["main"]
 ENV_CONFIG = "ALERTBRIDGE_CONFIG"
 ENV_LISTEN = "ALERTBRIDGE_LISTEN"
 ENV_DATA_DIR = "ALERTBRIDGE_DATA_DIR"
+ENV_REDIS = "ALERTBRIDGE_REDIS"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help=f"HOST:PORT (env {ENV_LISTEN}; overrides server.listen)")
     serve.add_argument("--data-dir", type=Path, help=f"data directory (env {ENV_DATA_DIR}; overrides server.data_dir)")
     serve.add_argument("--catalog", type=Path, help="service catalog file (overrides `catalog:` in the config)")
+    serve.add_argument("--redis", metavar="URL", help=f"distributed mode: Redis URL (env {ENV_REDIS}; overrides "
+                                                      "redis.url)")
     serve.set_defaults(run=_serve)
 
     check = sub.add_parser("check-config", help="validate a config file; print every problem")
@@ -195,9 +198,12 @@ def _effective_settings(args: argparse.Namespace) -> Any:
     data_dir = args.data_dir or os.environ.get(ENV_DATA_DIR)
     if data_dir:
         server["data_dir"] = Path(data_dir)
-    if server:
+    redis_url = getattr(args, "redis", None) or os.environ.get(ENV_REDIS)
+    if server or redis_url:
         raw = settings.model_dump(by_alias=True, mode="python")
         raw["server"].update(server)
+        if redis_url:
+            raw["redis"]["url"] = redis_url
         from bridge.settings import settings_model
 
         settings = settings_model().model_validate(raw)

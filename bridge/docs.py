@@ -103,6 +103,7 @@ def config_reference() -> str:
         LoggingSettings,
         PrecursorSettings,
         PrioritySettings,
+        RedisSettings,
         RouteSettings,
         ServerSettings,
         ServiceSettings,
@@ -127,7 +128,7 @@ def config_reference() -> str:
                          ("escalation_policies[].tiers[]", TierSettings),
                          ("assignment", AssignmentSettings), ("assignment.rules[]", AssignmentRuleSettings),
                          ("sla", SlaSettings), ("sla.targets.<priority>", SlaTarget),
-                         ("links", LinkSettings), ("slack_app", SlackAppSettings)):
+                         ("links", LinkSettings), ("slack_app", SlackAppSettings), ("redis", RedisSettings)):
         out += [f"#### `{title}`", "", *_table(model), ""]
     for kind, registry in (("sources[]", SOURCES), ("sinks[]", SINKS)):
         for type_name in sorted(registry):

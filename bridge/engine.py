@@ -224,6 +224,10 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
 
     # ----------------------------------------------------------------------------------- queries
 
+    def next_timer(self) -> float | None:
+        """When the earliest pending timer is due (it may turn out stale and do nothing); None: none."""
+        return self._timers[0][0] if self._timers else None
+
     def views(self) -> list[IncidentView]:
         return [i.view() for i in self.incidents.values() if i.opened]
 

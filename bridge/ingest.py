@@ -26,13 +26,14 @@ from bridge.log import get_logger
 from bridge.model import Action
 from bridge.plugins import Parsed, Source
 
-__all__ = ["ENTRY_ACK", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_WEBHOOK", "ENTRY_WINDOW", "Applier"]
+__all__ = ["ENTRY_ACK", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_TICK", "ENTRY_WEBHOOK", "ENTRY_WINDOW", "Applier"]
 
 ENTRY_WEBHOOK = "webhook"
 ENTRY_ACK = "acknowledge"
 ENTRY_RESOLVE = "resolve"
 ENTRY_SILENCE = "silence"  # {"op": "set", "silence": {...}} | {"op": "expire", "id": ...}
 ENTRY_WINDOW = "maintenance"  # {"op": "set", "window": {...}} | {"op": "delete", "id": ...}
+ENTRY_TICK = "tick"  # {}: the clock reached `at` (distributed mode: engine timers fire in journal order)
 
 log = get_logger("alertbridge.ingest")
 
@@ -105,7 +106,8 @@ class Applier:
             if data.get("op") == "set":
                 return engine.set_window(data["window"], at)
             return engine.delete_window(data["id"], at)
-        log.warning("journal entry of unknown kind skipped", kind=kind)
+        if kind != ENTRY_TICK:
+            log.warning("journal entry of unknown kind skipped", kind=kind)
         return engine.advance(at)
 
     def apply_batch(self, entries: Iterable[Any]) -> None:

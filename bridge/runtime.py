@@ -189,16 +189,19 @@ class Runtime:
         if incident.status is IncidentStatus.RESOLVED:
             raise Conflict("status", "the incident is resolved")
         if incident.status is IncidentStatus.TRIGGERED:
-            assert self.store is not None
-            await self.store.append(ENTRY_ACK, "api", {"incident": incident_id, "by": by}, self.now())
+            await self._journal(ENTRY_ACK, "api", {"incident": incident_id, "by": by}, self.now())
         return self.incident_detail(incident_id)
 
     async def resolve(self, incident_id: str, by: str) -> dict[str, Any]:
         incident = self._incident(incident_id)
         if incident.status is not IncidentStatus.RESOLVED:
-            assert self.store is not None
-            await self.store.append(ENTRY_RESOLVE, "api", {"incident": incident_id, "by": by}, self.now())
+            await self._journal(ENTRY_RESOLVE, "api", {"incident": incident_id, "by": by}, self.now())
         return self.incident_detail(incident_id)
+
+    async def _journal(self, kind: str, source: str, data: dict[str, Any], at: float) -> None:
+        """Journal an API input; returns once it is durable and applied to this process's engine."""
+        assert self.store is not None
+        await self.store.append(kind, source, data, at)
 
     # ----------------------------------------------------------------------- signed links, Slack
 
@@ -235,8 +238,7 @@ class Runtime:
         try:
             data = {"incident": claim.incident_id, "by": "signed link", "token": claim.token_id,
                     "token_expires": claim.expires}
-            assert self.store is not None
-            await self.store.append(ENTRY_ACK if claim.action == "acknowledge" else ENTRY_RESOLVE, "link", data,
+            await self._journal(ENTRY_ACK if claim.action == "acknowledge" else ENTRY_RESOLVE, "link", data,
                                     self.now())
         finally:
             self._links_in_flight.discard(claim.token_id)
@@ -284,14 +286,12 @@ class Runtime:
         silence = silence_from_request(body, str(uuid.uuid4()), now)
         if silence.ends_at <= now:
             raise ValueError("ends_at: must be in the future")
-        assert self.store is not None
-        await self.store.append(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
+        await self._journal(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
         return self.silence(silence.id)
 
     async def expire_silence(self, silence_id: str) -> dict[str, Any]:
         self.silence(silence_id)  # 404 if unknown
-        assert self.store is not None
-        await self.store.append(ENTRY_SILENCE, "api", {"op": "expire", "id": silence_id}, self.now())
+        await self._journal(ENTRY_SILENCE, "api", {"op": "expire", "id": silence_id}, self.now())
         return self.silence(silence_id)
 
     async def post_silence_alertmanager(self, body: Any) -> str:
@@ -307,11 +307,10 @@ class Runtime:
         previous = store.get(silence.id) if named else None
         if named and previous is None:
             raise NotFound(f"no silence {silence.id!r}")
-        assert self.store is not None
         if previous is not None and not can_update(previous, silence, now):
-            await self.store.append(ENTRY_SILENCE, "api", {"op": "expire", "id": previous.id}, now)
+            await self._journal(ENTRY_SILENCE, "api", {"op": "expire", "id": previous.id}, now)
             silence = replace(silence, id=str(uuid.uuid4()))
-        await self.store.append(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
+        await self._journal(ENTRY_SILENCE, "api", {"op": "set", "silence": silence.to_dict()}, now)
         return silence.id
 
     def silences_alertmanager(self) -> list[dict[str, Any]]:
@@ -340,14 +339,12 @@ class Runtime:
         window = maintenance_window(body, f"mw-{uuid.uuid4().hex[:12]}")
         if window.id in self.engine.muter("maintenance"):
             raise Conflict("id", f"a maintenance window {window.id!r} exists; delete it first")
-        assert self.store is not None
-        await self.store.append(ENTRY_WINDOW, "api", {"op": "set", "window": window.to_dict()}, self.now())
+        await self._journal(ENTRY_WINDOW, "api", {"op": "set", "window": window.to_dict()}, self.now())
         return self.window(window.id)
 
     async def delete_window(self, window_id: str) -> None:
         self.window(window_id)  # 404 if unknown
-        assert self.store is not None
-        await self.store.append(ENTRY_WINDOW, "api", {"op": "delete", "id": window_id}, self.now())
+        await self._journal(ENTRY_WINDOW, "api", {"op": "delete", "id": window_id}, self.now())
 
     # ------------------------------------------------------------------------------------ queries
 

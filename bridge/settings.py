@@ -183,6 +183,17 @@ class LinkSettings(_Model):
     ttl: Duration = Field(86400.0, gt=0, description="How long a link stays valid after its notification.")
 
 
+class RedisSettings(_Model):
+    url: str | None = Field(None, description="Distributed mode: journal, outbox and leases in this Redis "
+                                              "(redis://host:6379/0); unset: embedded mode (SQLite). Also "
+                                              "--redis / ALERTBRIDGE_REDIS.")
+    prefix: str = Field("alertbridge", min_length=1, description="Prefix of every key alertbridge writes.")
+    lease_ttl: Duration = Field(5.0, gt=0, description="Partition lease: a standby takes over within about this "
+                                                       "long after the owner dies.")
+    queue: str = Field("alertbridge-deliveries", min_length=1, description="RQ queue the deliveries are jobs on "
+                                                                           "(`rq worker` listens to it).")
+
+
 class SlackAppSettings(_Model):
     signing_secret: SecretStr | None = Field(None, description="Slack app signing secret: enables the interactive "
                                                                "endpoint POST /api/v1/slack/actions (Acknowledge "
@@ -241,6 +252,8 @@ def settings_model() -> type[BaseModel]:
             "Signed acknowledge/resolve links in notifications (no login; expiring; single use)."))),
         slack_app=(SlackAppSettings, Field(default_factory=SlackAppSettings, description=(
             "Slack interactivity: Acknowledge/Resolve buttons in Slack messages."))),
+        redis=(RedisSettings, Field(default_factory=RedisSettings, description=(
+            "Distributed mode: several alertbridge processes and RQ workers sharing one Redis."))),
     )
 
 

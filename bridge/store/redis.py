@@ -446,6 +446,15 @@ class RedisStore:
                 yield _entry(stream_id, fields)
             last = _seq(page[-1][0])
 
+    async def tail(self, after_seq: int, *, block: float = 1.0, count: int = _PAGE) -> list[JournalEntry]:
+        """The next entries after `after_seq` (at most `count`), waiting up to `block` seconds for one
+        to be appended, by any process (XREAD BLOCK): how the other processes follow the journal."""
+        wait_ms = max(1, int(min(block, self.timeout / 2) * 1000))  # well inside the socket timeout
+        found = await self._read(self._client.xread({self._journal: f"0-{after_seq}"}, count=count, block=wait_ms))
+        if not found:
+            return []
+        return [_entry(stream_id, fields) for stream_id, fields in found[0][1]]
+
     def last_seq(self) -> int:
         """The highest committed seq; 0 for an empty journal."""
         top = self._read_sync(self._sync.xrevrange, self._journal, "+", "-", 1)
