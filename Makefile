@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/alertbridge.yaml
 
-.PHONY: run test lint typecheck bench storm clean check-python check-redis
+.PHONY: run run-distributed test lint typecheck bench storm clean check-python check-redis
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "alertbridge needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -28,6 +28,10 @@ run: $(VENV)/.installed
 # The store contract tests start their own redis-server on a free port (never your :6379).
 check-redis:
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is not installed: apt-get install redis-server (Debian/Ubuntu; the Redis store tests start their own server)" >&2; exit 1; }
+
+# Distributed mode on loopback, no Docker: redis-server (AOF), 2 replicas, 2 rq workers, a load balancer.
+run-distributed: $(VENV)/.installed check-redis
+	$(BIN)/alertbridge cluster --config $(CONFIG)
 
 test: $(VENV)/.installed-dev check-redis
 	$(BIN)/python -m pytest

@@ -94,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="JSON lines ('-' for stdout; .gz ok)")
     export.set_defaults(run=_export)
 
+    cluster = sub.add_parser("cluster", help="distributed mode on this machine: redis-server, replicas, rq workers "
+                                             "and a load balancer on loopback (make run-distributed)")
+    cluster.add_argument("--config", type=Path, help=f"YAML config (env {ENV_CONFIG}; default {DEFAULT_CONFIG_PATH})")
+    cluster.add_argument("--listen", default="127.0.0.1:9095", help="HOST:PORT of the load balancer")
+    cluster.add_argument("--replicas", type=int, default=2, help="alertbridge serve processes (default 2)")
+    cluster.add_argument("--workers", type=int, default=2, help="rq worker processes (default 2)")
+    cluster.add_argument("--data-dir", type=Path, default=Path("data-cluster"), help="redis AOF and logs")
+    cluster.add_argument("--redis", metavar="URL", help="use this Redis instead of starting redis-server")
+    cluster.set_defaults(run=_cluster)
+
     oncall = sub.add_parser("oncall", help="who is on call in a pool, now or at a time; who tier 1 would page",
                             usage="alertbridge oncall [-h] [NOW] POOL [--at TIME] [--config FILE]")
     oncall.add_argument("words", nargs="+", metavar="[NOW] POOL", help="the pool; NOW before it means the "
@@ -208,6 +218,17 @@ def _effective_settings(args: argparse.Namespace) -> Any:
 
         settings = settings_model().model_validate(raw)
     return settings
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from bridge.devcluster import run_cluster
+
+    config = args.config or Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH)
+    load_settings(config)  # refuse a bad config before starting anything
+    if args.replicas < 1 or args.workers < 1:
+        print("cluster: --replicas and --workers must be at least 1", file=sys.stderr)
+        return 2
+    return run_cluster(config, args.listen, args.replicas, args.workers, args.data_dir, args.redis)
 
 
 def _serve(args: argparse.Namespace) -> int:

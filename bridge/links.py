@@ -54,15 +54,15 @@ import html
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 import orjson
 
 from bridge.errors import BridgeError
-from bridge.model import format_time
+from bridge.model import Action, IncidentStatus, format_time
 
 __all__ = [
     "LINK_ACTIONS",
@@ -369,3 +369,23 @@ def _parse_claim(encoded: str) -> LinkClaim | None:
             return None
     token_id = hashlib.sha256(_ID_DOMAIN + encoded.encode("ascii")).hexdigest()[:32]
     return LinkClaim(incident_id, action, expires, revision, token_id)
+
+
+def link_signer(settings: Any) -> LinkSigner | None:
+    """The signer the settings describe (`links:` and `server.public_url`); None when links are off."""
+    links = settings.links
+    if links.secret is None or not settings.server.public_url:
+        return None
+    return LinkSigner(links.secret.get_secret_value().encode(), settings.server.public_url, links.ttl,
+                      previous_secrets=[s.get_secret_value().encode() for s in links.previous_secrets])
+
+
+def with_links(signer: LinkSigner | None, action: Action) -> Action:
+    """`action` with its signed links while its incident is open: acknowledge (while triggered) and
+    resolve. Deterministic: a redelivery, by any process, renders the same links."""
+    incident = action.incident
+    if signer is None or incident.status is IncidentStatus.RESOLVED:
+        return action
+    kinds: tuple[LinkAction, ...] = ("acknowledge", "resolve") \
+        if incident.status is IncidentStatus.TRIGGERED else ("resolve",)
+    return replace(action, links={kind: signer.url(incident.id, kind, action.at, incident.revision) for kind in kinds})

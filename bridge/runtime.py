@@ -21,7 +21,7 @@ from bridge.dispatch.embedded import EmbeddedDispatcher
 from bridge.engine import Engine
 from bridge.errors import NotFound, PayloadInvalid
 from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
-from bridge.links import LinkAction, LinkClaim, LinkInvalid, LinkInvalidReason, LinkSigner
+from bridge.links import LinkClaim, LinkInvalid, LinkInvalidReason, link_signer, with_links
 from bridge.log import get_logger
 from bridge.metrics import Metrics
 from bridge.model import Action, IncidentStatus
@@ -47,14 +47,6 @@ class Conflict(PayloadInvalid):
         super().__init__(field, reason, status=409)
 
 
-def _link_signer(settings: Any) -> LinkSigner | None:
-    links = settings.links
-    if links.secret is None or not settings.server.public_url:
-        return None
-    return LinkSigner(links.secret.get_secret_value().encode(), settings.server.public_url, links.ttl,
-                      previous_secrets=[s.get_secret_value().encode() for s in links.previous_secrets])
-
-
 class Runtime:
     def __init__(self, settings: Any, *, clock: Callable[[], float] = time.time,
                  sinks: Mapping[str, Sink] | None = None) -> None:
@@ -75,7 +67,7 @@ class Runtime:
         self._ticker: asyncio.Task[None] | None = None
         self._reported_unused: set[str] = set()
         self._live_actions: dict[str, Action] = {}  # idempotency key -> Action, until delivered
-        self.links = _link_signer(settings)
+        self.links = link_signer(settings)
         self._links_in_flight: set[str] = set()  # token ids being journaled (single use across requests)
         self.metrics.watch(self.engine, lambda: self.queue_depth, settings.silences.report_unused_after)
 
@@ -206,17 +198,8 @@ class Runtime:
     # ----------------------------------------------------------------------- signed links, Slack
 
     def with_links(self, action: Action) -> Action:
-        """The action with its signed acknowledge/resolve links (deterministic: a redelivery renders the
-        same links), while the incident is still open; the action itself when links are off."""
-        incident = action.incident
-        if self.links is None or incident.status is IncidentStatus.RESOLVED:
-            return action
-        links: dict[str, str] = {}
-        kinds: tuple[LinkAction, ...] = ("acknowledge", "resolve") \
-            if incident.status is IncidentStatus.TRIGGERED else ("resolve",)
-        for kind in kinds:
-            links[kind] = self.links.url(incident.id, kind, action.at, incident.revision)
-        return replace(action, links=links)
+        """The action with its signed acknowledge/resolve links (see `bridge.links.with_links`)."""
+        return with_links(self.links, action)
 
     def check_link(self, token: str) -> tuple[LinkClaim, Any]:
         """Verify a link token (LinkInvalid, 403, when forged, expired or used); returns it and its incident."""
