@@ -1,0 +1,60 @@
+"""Distributed mode end to end: replicas share one Redis; when Redis goes away ingest answers 503 with
+Retry-After and readiness fails, and when it is back everything carries on by itself."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Receiver, Server, e2e_config, http, wait_until
+from tests.redistools import running_redis
+
+pytestmark = pytest.mark.e2e
+
+
+def alert(name: str) -> bytes:
+    now = time.time()
+    return json.dumps([{"labels": {"alertname": name, "instance": "db-1", "severity": "critical"},
+                        "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+                        "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))}]).encode()
+
+
+def test_redis_outage_gives_503_and_recovers_by_itself(tmp_path: Path, receiver: Receiver,
+                                                       servers: list[Server]) -> None:
+    """Redis stops: POST is 503 with Retry-After, /readyz 503; Redis returns: both replicas serve and agree."""
+    with running_redis(tmp_path / "redis") as redis_server:
+        config = e2e_config(receiver.url)
+        config["redis"] = {"url": redis_server.url, "prefix": "outage", "lease_ttl": "1s"}
+        one = Server(config, tmp_path / "one").start()
+        servers.append(one)
+        two = Server(config, tmp_path / "two").start()
+        servers.append(two)
+        json_headers = {"Content-Type": "application/json"}
+        assert http("POST", one.base + "/api/v2/alerts", alert("Before"), json_headers)[0] == 200
+
+        redis_server.stop()
+        status, body = 0, b""
+        response_headers: dict[str, str] = {}
+        request = urllib.request.Request(two.base + "/api/v2/alerts", data=alert("During"), method="POST",
+                                         headers=json_headers)
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as err:
+            status, body, response_headers = err.code, err.read(), dict(err.headers)
+        assert status == 503 and response_headers.get("Retry-After"), (status, body)
+        wait_until(lambda: http("GET", one.base + "/readyz")[0] == 503 or None, 10, "readiness to fail")
+
+        redis_server.start()
+        wait_until(lambda: all(http("GET", s.base + "/readyz")[0] == 200 for s in (one, two)) or None, 20,
+                   "readiness to come back")
+        assert http("POST", two.base + "/api/v2/alerts", alert("After"), json_headers)[0] == 200
+
+        def titles(server: Server) -> list[str]:
+            return sorted(i["group_labels"]["alertname"] for i in server.get_json("/api/v1/incidents")["items"])
+
+        wait_until(lambda: titles(one) == titles(two) == ["After", "Before"] or None, 15, "both replicas agree")
