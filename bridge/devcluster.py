@@ -74,6 +74,7 @@ def run_cluster(config: Path, listen: str, replicas: int, workers: int, data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "ALERTBRIDGE_CONFIG": str(config.resolve()), "PYTHONUNBUFFERED": "1"}
+    started_redis = redis_url is None
     try:
         if redis_url is None:
             server = shutil.which("redis-server")
@@ -106,14 +107,17 @@ def run_cluster(config: Path, listen: str, replicas: int, workers: int, data_dir
                                     children))
         return 0
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # the replicas and workers first, Redis (the first child, when started here) last
+        own_redis = children[:1] if children and started_redis else []
+        for group in (children[len(own_redis):], own_redis):
+            for child in group:
+                if child.poll() is None:
+                    child.terminate()
+            for child in group:
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
 
 def _queue(config: Path) -> str:

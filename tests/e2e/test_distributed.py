@@ -4,14 +4,19 @@ Retry-After and readiness fails, and when it is back everything carries on by it
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.e2e.conftest import Receiver, Server, e2e_config, http, wait_until
+from tests.e2e.conftest import ROOT, Receiver, Server, e2e_config, free_port, http, wait_until
 from tests.redistools import running_redis
 
 pytestmark = pytest.mark.e2e
@@ -58,3 +63,35 @@ def test_redis_outage_gives_503_and_recovers_by_itself(tmp_path: Path, receiver:
             return sorted(i["group_labels"]["alertname"] for i in server.get_json("/api/v1/incidents")["items"])
 
         wait_until(lambda: titles(one) == titles(two) == ["After", "Before"] or None, 15, "both replicas agree")
+
+
+def test_alertbridge_cluster_runs_the_whole_topology_on_loopback(tmp_path: Path, receiver: Receiver) -> None:
+    """`alertbridge cluster` (make run-distributed): a POST through its balancer pages through an RQ worker."""
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump(e2e_config(receiver.url)))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "cluster", "--config", str(config), "--listen",
+                             f"127.0.0.1:{port}", "--replicas", "2", "--workers", "1", "--data-dir",
+                             str(tmp_path / "cluster")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return http("GET", base + "/readyz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(lambda: ready() or None, 30, "the cluster's balancer and a replica")
+        assert http("POST", base + "/api/v2/alerts", alert("Cluster"), {"Content-Type": "application/json"})[0] == 200
+        wait_until(lambda: [r for r in receiver.requests if r["json"] and r["json"]["action"] == "open"] or None, 30,
+                   "the page, delivered by the RQ worker")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
