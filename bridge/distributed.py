@@ -65,6 +65,7 @@ class DistributedRuntime(Runtime):
         self.owner = False
         self.token: int | None = None
         self.takeovers = 0
+        self._resync = False  # an enqueue failed: enqueue everything again (idempotent) when Redis is back
         self._applied = asyncio.Condition()
         self._tasks: list[asyncio.Task[Any]] = []
         self._lease: PartitionLease | None = None
@@ -177,9 +178,16 @@ class DistributedRuntime(Runtime):
     async def _acquired(self, token: int) -> None:
         """Took the lease: re-enqueue everything the journal implies (idempotent), then deliver."""
         self.takeovers += 1
+        count, actions = await self._enqueue_all(token)
+        log.info("partition owned", partition=PARTITION, token=token, rebuilt_entries=count, actions=actions)
+        await self._start_delivering()
+
+    async def _enqueue_all(self, token: int) -> tuple[int, int]:
+        """Replay the journal into a scratch engine and enqueue all it emits (keys make repeats no-ops):
+        after a takeover, and after an enqueue that Redis trouble may have lost."""
         scratch = build_engine(self.settings)
         collected: list[Action] = []
-        rebuild = Applier(scratch, self.sources, collected.extend)  # apply() returns what apply_batch passes on
+        rebuild = Applier(scratch, self.sources, collected.extend)
         count = 0
         for entry in await asyncio.to_thread(lambda: list(self._store().entries())):
             if entry.seq > self.applied_seq:
@@ -193,12 +201,10 @@ class DistributedRuntime(Runtime):
                 break
             collected.extend(rebuild.apply(entry.kind, entry.source, entry.data, entry.at))
             count += 1
-        self.token, self.owner = token, True
+        self.token, self.owner, self._resync = token, True, False
         if collected:
             self._enqueue_actions(collected, count_metrics=False)
-        log.info("partition owned", partition=PARTITION, token=token, rebuilt_entries=count,
-                 actions=len(collected))
-        await self._start_delivering()
+        return count, len(collected)
 
     async def _lost(self) -> None:
         self.owner, self.token = False, None
@@ -232,11 +238,19 @@ class DistributedRuntime(Runtime):
                 self.metrics.actions.labels(action.kind.value).inc()
             log.info("incident " + action.kind.value, incident=action.incident.id,
                      revision=action.incident.revision, reason=action.reason, sinks=list(action.sinks))
-        if rows and self.store is not None:
-            done = self.store.enqueue_nowait(rows, self.now())
+        if rows and self.store is not None and self._lease is not None and self.token is not None:
+            # fenced in Redis: should this process have lost the lease meanwhile, nothing is written
+            done = self._store().enqueue_nowait(rows, self.now(), fence=(self._lease.fence_key, self.token))
             dispatcher = self.dispatcher
-            if dispatcher is not None:
-                done.add_done_callback(lambda _: dispatcher.wake())
+            done.add_done_callback(lambda future: self._enqueued(future, dispatcher))
+
+    def _enqueued(self, future: asyncio.Future[int], dispatcher: Any) -> None:
+        error = None if future.cancelled() else future.exception()
+        if error is not None:  # fenced off (a new owner re-enqueues it all), or Redis trouble
+            log.warning("deliveries not enqueued", error=str(error), token=self.token)
+            self._resync = True  # the owner enqueues everything again once Redis answers
+        elif dispatcher is not None:
+            dispatcher.wake()
 
     # ------------------------------------------------------------------------------ time
 
@@ -246,6 +260,10 @@ class DistributedRuntime(Runtime):
             return
         with contextlib.suppress(StoreUnavailable):
             self.queue_depth = await self.store.counts()
+        if self._resync and self.owner and self.token is not None and self._lease is not None and self._lease.held:
+            with contextlib.suppress(StoreUnavailable):
+                count, actions = await self._enqueue_all(self.token)
+                log.info("deliveries enqueued again", rebuilt_entries=count, actions=actions)
         due = self.engine.next_timer()
         now = self.now()
         if self.owner and self._lease is not None and self._lease.held and due is not None and due <= now:

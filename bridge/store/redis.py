@@ -124,6 +124,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from bridge.errors import StoreUnavailable
+from bridge.lease import fenced_script
 from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery
 
 # The lazily decoded action JSON is shared with the SQLite backend (it belongs in base.py; moving it
@@ -305,7 +306,11 @@ return out
 """)
 
 #: The scripts a write batch calls inside MULTI (loaded at connect: EVALSHA cannot load them there).
-_WRITE_SCRIPTS: Final = (_APPEND, _ENQUEUE, _TRANSITION)
+#: `_ENQUEUE` behind the partition lease's fence (bridge/lease.py): KEYS = [fence key, *its keys],
+#: ARGV = [token, *its args]; refused with FENCED, writing nothing, unless the token is the owner's.
+_ENQUEUE_FENCED = _Script("enqueue-fenced", fenced_script(_ENQUEUE.source))
+
+_WRITE_SCRIPTS: Final = (_APPEND, _ENQUEUE, _ENQUEUE_FENCED, _TRANSITION)
 
 
 # ---------------------------------------------------------------------------------------- operations
@@ -466,13 +471,22 @@ class RedisStore:
         """Insert new pending deliveries due at `now`; returns how many keys were new."""
         return await self.enqueue_nowait(deliveries, now)
 
-    def enqueue_nowait(self, deliveries: Sequence[NewDelivery], now: float) -> asyncio.Future[int]:
-        """`enqueue` for sync code on the loop: queued at once (in call order), never blocks."""
+    def enqueue_nowait(self, deliveries: Sequence[NewDelivery], now: float, *,
+                       fence: tuple[str, int] | None = None) -> asyncio.Future[int]:
+        """`enqueue` for sync code on the loop: queued at once (in call order), never blocks.
+
+        With `fence` (the partition lease's fence key and this owner's token), Redis itself refuses
+        the write, and nothing is written, unless the token is still the partition owner's: an old
+        owner that was paused past its lease cannot write (the future raises StoreUnavailable).
+        """
         args: list[Any] = [self._delivery_prefix, _num(now)]
         for key, sink, incident_id, revision, kind, action in deliveries:
             args += [key, sink, incident_id, int(revision), kind, orjson.dumps(action),
                      self.lane_key(sink, incident_id)]
-        return self._call_nowait(_ENQUEUE, [self._ids, self._keys, self._heads, self._counts], args, int)
+        keys = [self._ids, self._keys, self._heads, self._counts]
+        if fence is not None:
+            return self._call_nowait(_ENQUEUE_FENCED, [fence[0], *keys], [fence[1], *args], int)
+        return self._call_nowait(_ENQUEUE, keys, args, int)
 
     async def mark_delivered(self, delivery_id: int, now: float) -> bool:
         """pending -> delivered. False if it was not pending."""

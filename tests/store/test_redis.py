@@ -461,3 +461,24 @@ def test_batched_append_throughput(redis_server: RedisServer) -> None:
     assert sum(batches) == 20_000
     print(f"\nredis batches: 20000 entries in {elapsed:.2f}s = {20_000 / elapsed:,.0f} entries/s, "
           f"{len(batches)} transactions, mean batch {20_000 / len(batches):.1f}, max batch {max(batches)}")
+
+
+def test_a_fenced_enqueue_from_an_old_owner_writes_nothing(redis_server: RedisServer) -> None:
+    """With the partition's fence at token 5, an enqueue carrying token 4 is refused by Redis; 5 is written."""
+    backend = redis_backend(redis_server)
+
+    async def main() -> None:
+        store = backend.open()
+        fence = f"{store.prefix}:fence:default"
+        try:
+            with redis_server.client() as r:
+                r.set(fence, 5)
+            with pytest.raises(StoreUnavailable, match="FENCED"):
+                await store.enqueue_nowait([delivery("old")], T0, fence=(fence, 4))
+            assert await store.counts() == {"pending": 0, "delivered": 0, "dead": 0}
+            assert await store.enqueue_nowait([delivery("new")], T0, fence=(fence, 5)) == 1
+            assert [d.idempotency_key for d in await store.due(T0, 10)] == ["new"]
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
