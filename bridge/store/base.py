@@ -53,6 +53,7 @@ __all__ = [
     "action_from_dict",
     "action_to_dict",
     "new_deliveries",
+    "settle",
 ]
 
 
@@ -191,6 +192,32 @@ def new_deliveries(action: Action) -> list[NewDelivery]:
                     action.kind.value, form)
         for sink in action.sinks
     ]
+
+
+# ------------------------------------------------------------------------------ backends' shared parts
+
+def settle(hook: Any, entries: Sequence[JournalEntry], outcomes: Sequence[tuple[Any, Any, BaseException | None]],
+           is_append: Any, log: Any) -> None:
+    """After a write batch, on the event loop: run the `on_commit` hook for the committed entries,
+    then resume each awaiting operation (`op.future`) with its value or error. An append whose
+    entries the hook failed on gets the hook's error: its input is journaled but not applied."""
+    hook_error: Exception | None = None
+    if entries and hook is not None:
+        try:
+            hook(list(entries))
+        except Exception as exc:
+            hook_error = exc
+            log.exception("journal commit hook failed", first_seq=entries[0].seq, last_seq=entries[-1].seq)
+    for op, value, error in outcomes:
+        future = op.future
+        if future.done():  # the awaiting request was cancelled
+            continue
+        if error is not None:
+            future.set_exception(error)
+        elif hook_error is not None and is_append(op):
+            future.set_exception(hook_error)
+        else:
+            future.set_result(value)
 
 
 # ---------------------------------------------------------------------------------------- contracts

@@ -125,7 +125,7 @@ from redis.retry import Retry
 
 from bridge.errors import StoreUnavailable
 from bridge.lease import fenced_script
-from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery
+from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery, settle
 
 # The lazily decoded action JSON is shared with the SQLite backend (it belongs in base.py; moving it
 # there is a change to that module, not this one).
@@ -806,25 +806,7 @@ class RedisStore:
 
     def _resolve(self, entries: list[JournalEntry], done: list[_Done]) -> None:
         """Run on_commit for the committed entries, then resume the awaiters."""
-        hook_error: Exception | None = None
-        hook = self.on_commit
-        if entries and hook is not None:
-            try:
-                hook(entries)
-            except Exception as exc:
-                hook_error = exc
-                _log.exception("journal commit hook failed", first_seq=entries[0].seq,
-                               last_seq=entries[-1].seq)
-        for op, value, error in done:
-            future = op.future
-            if future.done():  # the awaiting request was cancelled
-                continue
-            if error is not None:
-                future.set_exception(error)
-            elif hook_error is not None and isinstance(op, _Append):
-                future.set_exception(hook_error)
-            else:
-                future.set_result(value)
+        settle(self.on_commit, entries, done, lambda op: isinstance(op, _Append), _log)
 
 
 # ------------------------------------------------------------------------------------------- codecs

@@ -55,7 +55,7 @@ import orjson
 import structlog
 
 from bridge.errors import StoreUnavailable
-from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery
+from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery, settle
 
 __all__ = ["DB_FILENAME", "DEFAULT_MAX_BATCH", "CommitHook", "JournalMissing", "SQLiteStore", "read_journal"]
 
@@ -453,26 +453,8 @@ class SQLiteStore:
 
     def _resolve(self, items: list[_Done]) -> None:
         """On the event loop: run on_commit for the batch's entries, then resume the awaiters."""
-        hook_error: Exception | None = None
-        hook = self.on_commit
         entries = [value for op, value, error in items if isinstance(op, _Append) and error is None]
-        if entries and hook is not None:
-            try:
-                hook(entries)
-            except Exception as exc:
-                hook_error = exc
-                _log.exception("journal commit hook failed", first_seq=entries[0].seq,
-                               last_seq=entries[-1].seq)
-        for op, value, error in items:
-            future = op.future
-            if future.done():  # the awaiting request was cancelled
-                continue
-            if error is not None:
-                future.set_exception(error)
-            elif hook_error is not None and isinstance(op, _Append):
-                future.set_exception(hook_error)
-            else:
-                future.set_result(value)
+        settle(self.on_commit, entries, items, lambda op: isinstance(op, _Append), _log)
 
 
 class _LazyAction(Mapping[str, Any]):

@@ -115,17 +115,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture
-def receiver() -> Iterator[FakeReceiver]:
-    """A fake webhook receiver answering 200 unless scripted otherwise."""
-    fake = FakeReceiver()
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 def write_config(path: Path, receiver: FakeReceiver) -> Path:
     path.write_text(f"""
 server:
