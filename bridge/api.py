@@ -46,6 +46,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v2/silences", am_post_silence)
     r.add_get("/api/v2/silence/{id}", am_get_silence)
     r.add_delete("/api/v2/silence/{id}", am_delete_silence)
+    r.add_get(f"{PREFIX}/schedules", list_schedules)
+    r.add_post(f"{PREFIX}/schedules/{{name}}/overrides", create_override)
+    r.add_delete(f"{PREFIX}/schedules/{{name}}/overrides/{{id}}", delete_override)
     r.add_get(f"{PREFIX}/links/{{token}}", link_page)
     r.add_post(f"{PREFIX}/links/{{token}}", link_use)
     r.add_post(f"{PREFIX}/slack/actions", slack_actions)
@@ -297,6 +300,26 @@ async def am_get_silence(request: web.Request) -> web.Response:
 async def am_delete_silence(request: web.Request) -> web.Response:
     await request.app[RUNTIME].expire_silence(request.match_info["id"])
     return web.Response(status=200)
+
+
+# ------------------------------------------------------------------------------ on-call schedules
+
+async def list_schedules(request: web.Request) -> web.Response:
+    return _json({"items": request.app[RUNTIME].schedules()})
+
+
+async def create_override(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        created = await request.app[RUNTIME].create_override(request.match_info["name"], body)
+    except ValueError as err:
+        raise _invalid(err) from None
+    return _json(created, status=201)
+
+
+async def delete_override(request: web.Request) -> web.Response:
+    await request.app[RUNTIME].delete_override(request.match_info["name"], request.match_info["id"])
+    return web.Response(status=204)
 
 
 # ------------------------------------------------------------------------------ signed links, Slack

@@ -17,10 +17,11 @@ A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, noth
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge.incidents import Incident
 from bridge.model import Action, ActionKind, AlertStatus, IncidentStatus
+from bridge.oncall import OverrideSettings
 from bridge.pools import Policy, PoolDirectory
 from bridge.timers import ESCALATE as _ESCALATE
 from bridge.timers import SLA as _SLA
@@ -56,9 +57,29 @@ class EscalationMixin:
     _last_assigned: dict[str, str]  # pool -> member assigned last (round robin)
 
     if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
+        def advance(self, now: float) -> list[Action]: ...
         def _schedule(self, due: float, kind: int, ref: str) -> None: ...
         def _emit(self, incident: Incident, kind: ActionKind, now: float, reason: str, actions: list[Action],
                   people: list[str] | None = None) -> None: ...
+
+    # ------------------------------------------------------------------------------ schedule overrides
+
+    def set_override(self, data: dict[str, Any], now: float) -> list[Action]:
+        """Apply a journaled run-time override (cover a shift, swap): from then on, who is on call,
+        and so assignment and escalation, follow it. `data`: schedule, id, member, start, end,
+        replaces, created_by, comment (validated at the API before it was journaled)."""
+        actions = self.advance(now)
+        override = OverrideSettings.model_validate({k: data[k] for k in ("member", "start", "end", "replaces")
+                                                    if data.get(k) is not None})
+        meta = {k: str(data.get(k) or "") for k in ("created_by", "comment")}
+        self.pools.set_override(data["schedule"], data["id"], override, meta)
+        return actions
+
+    def delete_override(self, override_id: str, now: float) -> list[Action]:
+        actions = self.advance(now)
+        if override_id in self.pools.added_overrides:
+            self.pools.delete_override(override_id)
+        return actions
 
     # ------------------------------------------------------------------------------ pool and person
 

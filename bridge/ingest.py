@@ -26,13 +26,15 @@ from bridge.log import get_logger
 from bridge.model import Action
 from bridge.plugins import Parsed, Source
 
-__all__ = ["ENTRY_ACK", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_TICK", "ENTRY_WEBHOOK", "ENTRY_WINDOW", "Applier"]
+__all__ = ["ENTRY_ACK", "ENTRY_OVERRIDE", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_TICK", "ENTRY_WEBHOOK",
+           "ENTRY_WINDOW", "Applier"]
 
 ENTRY_WEBHOOK = "webhook"
 ENTRY_ACK = "acknowledge"
 ENTRY_RESOLVE = "resolve"
 ENTRY_SILENCE = "silence"  # {"op": "set", "silence": {...}} | {"op": "expire", "id": ...}
 ENTRY_WINDOW = "maintenance"  # {"op": "set", "window": {...}} | {"op": "delete", "id": ...}
+ENTRY_OVERRIDE = "override"  # {"op": "set", "override": {schedule, id, ...}} | {"op": "delete", "id": ...}
 ENTRY_TICK = "tick"  # {}: the clock reached `at` (distributed mode: engine timers fire in journal order)
 
 log = get_logger("alertbridge.ingest")
@@ -106,6 +108,10 @@ class Applier:
             if data.get("op") == "set":
                 return engine.set_window(data["window"], at)
             return engine.delete_window(data["id"], at)
+        if kind == ENTRY_OVERRIDE:
+            if data.get("op") == "set":
+                return engine.set_override(data["override"], at)
+            return engine.delete_override(data["id"], at)
         if kind != ENTRY_TICK:
             log.warning("journal entry of unknown kind skipped", kind=kind)
         return engine.advance(at)

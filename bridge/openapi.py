@@ -150,6 +150,25 @@ _PATHS: dict[str, dict[str, Any]] = {
                                                     **_errors(404)}},
         "delete": {"summary": "Alertmanager API v2: expire a silence.", "tags": ["alertmanager-compatible"],
                    "parameters": [_SID], "responses": {"200": _resp("Expired."), **_errors(404)}}},
+    "/api/v1/schedules": {"get": {
+        "summary": "On-call schedules: who is on call now, and the overrides added through the API.",
+        "tags": ["pools"], "responses": {"200": _resp("The schedules.", {"type": "object"})}}},
+    "/api/v1/schedules/{name}/overrides": {"post": {
+        "summary": "Cover a shift or swap one (journaled; assignment and escalation follow it).", "tags": ["pools"],
+        "parameters": [_param("name", "path", {"type": "string"}, "Schedule name.")],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "required": ["member", "start", "end", "created_by", "comment"],
+            "properties": {"member": {"type": "string"}, "start": {"type": "string", "format": "date-time"},
+                           "end": {"type": "string", "format": "date-time"},
+                           "replaces": {"type": "string", "description": "Only this member's time (a swap)."},
+                           "created_by": {"type": "string"}, "comment": {"type": "string"}}}}}},
+        "responses": {"201": _resp("The override.", {"type": "object"}), **_errors(400, 404, 503)}}},
+    "/api/v1/schedules/{name}/overrides/{id}": {"delete": {
+        "summary": "Remove an override added through the API.", "tags": ["pools"],
+        "parameters": [_param("name", "path", {"type": "string"}, "Schedule name."),
+                       _param("id", "path", {"type": "string"}, "Override id.")],
+        "responses": {"204": {"description": "Removed."}, **_errors(404, 503)}}},
     "/api/v1/links/{token}": {
         "get": {
             "summary": "A signed acknowledge/resolve link from a notification: shows a confirmation page (GET never "

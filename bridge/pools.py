@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.model import Alert, Recipient
-from bridge.oncall import Schedule, ScheduleSettings, zone_info
+from bridge.oncall import OverrideSettings, Schedule, ScheduleSettings, zone_info
 from bridge.plugins import Duration
 from bridge.routing import Matcher, parse_matcher
 
@@ -295,6 +295,9 @@ class PoolDirectory:
 
     pools: dict[str, Pool] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
+    schedule_settings: dict[str, ScheduleSettings] = field(default_factory=dict)
+    #: overrides added at run time (API, journaled): id -> (schedule, override, who and why)
+    added_overrides: dict[str, tuple[str, OverrideSettings, dict[str, str]]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     triage_pool: str | None = None
@@ -317,6 +320,7 @@ class PoolDirectory:
                                               tuple(pool.notify))
             for member in members:
                 directory.members.setdefault(member.name, member)
+        directory.schedule_settings = {s.name: s for s in schedules}
         directory.schedules = {s.name: Schedule.from_settings(s) for s in schedules}
         for policy in policies:
             tiers = tuple(Tier(t.name or f"L{i + 1}", t.assignee, tuple(t.schedules), tuple(t.members),
@@ -329,6 +333,24 @@ class PoolDirectory:
         directory.sla = {p: (t.acknowledge, t.resolve) for p, t in sla.targets.items()}
         directory.warn_at = sla.warn_at
         return directory
+
+    # ----------------------------------------------------------------------------- run-time overrides
+
+    def set_override(self, schedule: str, override_id: str, override: OverrideSettings,
+                     meta: dict[str, str]) -> None:
+        """Add (or replace) an override of `schedule`: above the configured ones, later ones winning."""
+        self.added_overrides[override_id] = (schedule, override, meta)
+        self._rebuild_schedule(schedule)
+
+    def delete_override(self, override_id: str) -> None:
+        schedule, _, _ = self.added_overrides.pop(override_id)
+        self._rebuild_schedule(schedule)
+
+    def _rebuild_schedule(self, schedule: str) -> None:
+        base = self.schedule_settings[schedule]
+        added = [o for s, o, _ in self.added_overrides.values() if s == schedule]
+        self.schedules[schedule] = Schedule.from_settings(base.model_copy(update={"overrides": [*base.overrides,
+                                                                                                 *added]}))
 
     # ----------------------------------------------------------------------------- which pool
 

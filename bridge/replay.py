@@ -28,14 +28,23 @@ import orjson
 
 from bridge.engine import Engine
 from bridge.errors import PayloadInvalid
-from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_TICK, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
+from bridge.ingest import (
+    ENTRY_ACK,
+    ENTRY_OVERRIDE,
+    ENTRY_RESOLVE,
+    ENTRY_SILENCE,
+    ENTRY_TICK,
+    ENTRY_WEBHOOK,
+    ENTRY_WINDOW,
+    Applier,
+)
 from bridge.model import Action, ActionKind, parse_time
 from bridge.plugins import Source
 
 __all__ = ["ReplayError", "ReplaySummary", "events_for", "journal_records", "open_binary", "replay", "stream_lines"]
 
 
-_OPS = (ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WINDOW, ENTRY_TICK)
+_OPS = (ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WINDOW, ENTRY_TICK, ENTRY_OVERRIDE)
 
 
 class ReplayError(Exception):

@@ -20,7 +20,7 @@ from bridge.dispatch.backoff import RetryPolicy
 from bridge.dispatch.embedded import EmbeddedDispatcher
 from bridge.engine import Engine
 from bridge.errors import NotFound, PayloadInvalid
-from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
+from bridge.ingest import ENTRY_ACK, ENTRY_OVERRIDE, ENTRY_RESOLVE, ENTRY_SILENCE, ENTRY_WEBHOOK, ENTRY_WINDOW, Applier
 from bridge.links import LinkClaim, LinkInvalid, LinkInvalidReason, link_signer, with_links
 from bridge.log import get_logger
 from bridge.metrics import Metrics
@@ -324,6 +324,69 @@ class Runtime:
             raise Conflict("id", f"a maintenance window {window.id!r} exists; delete it first")
         await self._journal(ENTRY_WINDOW, "api", {"op": "set", "window": window.to_dict()}, self.now())
         return self.window(window.id)
+
+    # ------------------------------------------------------------------------ schedule overrides
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every on-call schedule: who is on call now, and the overrides added through the API."""
+        pools, now = self.engine.pools, self.now()
+        return [{"name": name, "time_zone": schedule.zone.key, "on_call": list(schedule.on_call(now)),
+                 "overrides": self._overrides(name)} for name, schedule in pools.schedules.items()]
+
+    def _overrides(self, schedule: str) -> list[dict[str, Any]]:
+        return [{"id": override_id, "member": o.member, "start": o.start.isoformat(), "end": o.end.isoformat(),
+                 "replaces": o.replaces, **meta}
+                for override_id, (name, o, meta) in self.engine.pools.added_overrides.items() if name == schedule]
+
+    async def create_override(self, schedule: str, body: Any) -> dict[str, Any]:
+        """Cover a shift or swap one (journaled; assignment and escalation follow it from then on).
+
+        ValueError names the bad field."""
+        from datetime import datetime
+
+        from pydantic import ValidationError
+
+        from bridge.oncall import OverrideSettings
+
+        pools = self.engine.pools
+        if schedule not in pools.schedules:
+            raise NotFound(f"no schedule {schedule!r}")
+        if not isinstance(body, dict):
+            raise ValueError("body: must be a JSON object")
+        allowed = {"member", "start", "end", "replaces", "created_by", "comment"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})")
+        for name in ("created_by", "comment"):
+            if not isinstance(body.get(name), str) or not body[name].strip():
+                raise ValueError(f"{name}: required, a non-empty string")
+        for name in ("member", "replaces"):
+            if body.get(name) is not None and body[name] not in pools.members:
+                raise ValueError(f"{name}: unknown member {body[name]!r}")
+        try:
+            override = OverrideSettings.model_validate({k: body.get(k) for k in ("member", "start", "end", "replaces")})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+        zone = pools.schedules[schedule].zone
+
+        def epoch(moment: datetime) -> float:
+            return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).timestamp()
+
+        if epoch(override.end) <= epoch(override.start):
+            raise ValueError("end: must be after start")
+        override_id = f"ov-{uuid.uuid4().hex[:12]}"
+        data = {"schedule": schedule, "id": override_id, "member": override.member,
+                "start": override.start.isoformat(), "end": override.end.isoformat(), "replaces": override.replaces,
+                "created_by": body["created_by"].strip(), "comment": body["comment"].strip()}
+        await self._journal(ENTRY_OVERRIDE, "api", {"op": "set", "override": data}, self.now())
+        return next(o for o in self._overrides(schedule) if o["id"] == override_id)
+
+    async def delete_override(self, schedule: str, override_id: str) -> None:
+        found = self.engine.pools.added_overrides.get(override_id)
+        if found is None or found[0] != schedule:
+            raise NotFound(f"no override {override_id!r} of schedule {schedule!r}")
+        await self._journal(ENTRY_OVERRIDE, "api", {"op": "delete", "id": override_id}, self.now())
 
     async def delete_window(self, window_id: str) -> None:
         self.window(window_id)  # 404 if unknown

@@ -173,3 +173,4 @@ def test_report_endpoint_counts_the_pool(tmp_path: Path) -> None:
             assert (await client.get("/api/v1/report?since=soon")).status == 400
 
     run(scenario())
+
