@@ -38,6 +38,7 @@ from typing import Any
 
 import structlog
 
+from bridge.dispatch.attempt import attempt
 from bridge.dispatch.backoff import RetryPolicy, next_delay
 from bridge.errors import StoreUnavailable
 from bridge.model import Action
@@ -238,19 +239,7 @@ class EmbeddedDispatcher:
             return
 
         started = self._timer()
-        deadline = asyncio.timeout(self._attempt_timeout)
-        try:
-            async with deadline:
-                outcome = await sink.deliver(action, delivery.idempotency_key)
-            if not isinstance(outcome, Outcome):
-                outcome = Outcome.retry(f"sink returned {type(outcome).__name__}, not an Outcome")
-                log.warning("sink broke its contract", error=outcome.reason)
-        except Exception as exc:  # the contract says never raise; survive it as a retry
-            if isinstance(exc, TimeoutError) and deadline.expired():
-                outcome = Outcome.retry(f"no outcome after {self._attempt_timeout:g}s")
-            else:
-                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
-            log.warning("sink broke its contract", error=outcome.reason)
+        outcome = await attempt(sink, action, delivery.idempotency_key, self._attempt_timeout, log)
         self._observe(delivery.sink, outcome.kind.value, self._timer() - started)
         await self._record(delivery, outcome, log)
 

@@ -114,6 +114,7 @@ from rq.job import Job, JobStatus, get_current_job
 from rq.timeouts import BaseTimeoutException
 from rq.worker import Worker
 
+from bridge.dispatch.attempt import attempt
 from bridge.dispatch.backoff import RetryPolicy, next_delay
 from bridge.dispatch.embedded import UNKNOWN_SINK
 from bridge.links import link_signer, with_links
@@ -500,7 +501,7 @@ async def _attempt(state: _WorkerState, delivery_id: int, policy: RetryPolicy, r
         return await _dead(store, delivery, f"undecodable action: {exc!r}", log, attempted=False)
 
     started = time.perf_counter()
-    outcome = await _send(sink, action, delivery.idempotency_key, log)
+    outcome = await attempt(sink, action, delivery.idempotency_key, ATTEMPT_TIMEOUT, log)
     if outcome.kind is OutcomeKind.DELIVERED:
         recorded = await store.mark_delivered(delivery.id, time.time())  # first: the resend window
         log.info("delivery delivered", attempts=delivery.attempts + 1,
@@ -520,24 +521,6 @@ async def _attempt(state: _WorkerState, delivery_id: int, policy: RetryPolicy, r
     log.info("delivery retry scheduled", reason=reason, attempts=attempts, delay=delay,
              seconds=round(time.perf_counter() - started, 3))
     return _Attempt(JobOutcome.RETRY, reason, delay)
-
-
-async def _send(sink: Sink, action: Action, key: str, log: Any) -> Outcome:
-    """One `sink.deliver`, with a broken contract (raise, hang, wrong type) turned into a retry."""
-    deadline = asyncio.timeout(ATTEMPT_TIMEOUT)
-    try:
-        async with deadline:
-            outcome = await sink.deliver(action, key)
-        if isinstance(outcome, Outcome):
-            return outcome
-        outcome = Outcome.retry(f"sink returned {type(outcome).__name__}, not an Outcome")
-    except Exception as exc:  # the contract says never raise; survive it as a retry
-        if isinstance(exc, TimeoutError) and deadline.expired():
-            outcome = Outcome.retry(f"no outcome after {ATTEMPT_TIMEOUT:g}s")
-        else:
-            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
-    log.warning("sink broke its contract", error=outcome.reason)
-    return outcome
 
 
 async def _dead(store: Any, delivery: Delivery, reason: str, log: Any, *, attempted: bool = True) -> _Attempt:
