@@ -92,7 +92,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     pool = request.query.get("pool")
     limit, offset = _page(request)
     views = [
-        v for v in runtime.engine.views()
+        v for engine in runtime.engines() for v in engine.views()
         if (status is None or v.status.value == status)
         and (priority is None or v.priority == priority)
         and (pool is None or v.pool == pool)
@@ -144,18 +144,17 @@ async def list_alerts(request: web.Request) -> web.Response:
     source = request.query.get("source")
     limit, offset = _page(request)
     series = [
-        s for s in runtime.engine.series.values()
+        (engine, s) for engine in runtime.engines() for s in engine.series.values()
         if (status is None or s.alert.status.value == status) and (source is None or s.alert.source == source)
     ]
-    series.sort(key=lambda s: (s.alert.starts_at, s.alert.identity), reverse=True)
+    series.sort(key=lambda pair: (pair[1].alert.starts_at, pair[1].alert.identity), reverse=True)
     items = []
-    now = runtime.engine.now
-    for s in series[offset:offset + limit]:
+    for engine, s in series[offset:offset + limit]:
         item = s.alert.to_dict()
         item["incidents"] = list(s.incidents)
         item["held_until"] = format_time(s.hold_until) if s.hold_until is not None else None
         item["held_reason"] = s.held_reason if s.hold_until is not None else None
-        item["flap"] = runtime.engine.flap_state(s.alert, now)
+        item["flap"] = engine.flap_state(s.alert, engine.now)
         items.append(item)
     return _json({"total": len(series), "limit": limit, "offset": offset, "items": items})
 
@@ -375,4 +374,5 @@ async def report(request: web.Request) -> web.Response:
     except ValueError as err:
         raise PayloadInvalid("since", str(err)) from None
     until = runtime.now()
-    return _json(build_report(runtime.engine.incidents.values(), until - since, until).to_dict())
+    incidents = [i for engine in runtime.engines() for i in engine.incidents.values()]
+    return _json(build_report(incidents, until - since, until).to_dict())

@@ -25,21 +25,31 @@ the owner appends a `tick` entry at the current time. So every process, and a re
 journal, fires the same timers at the same instants, and a timer is never fired twice by two
 owners: it fires once, in the journal order.
 
-Partitions: one partition ("default") is implemented; partitioning by a label is not yet.
+Partitions: with `redis.partition_label` (say `cluster`) and `redis.partitions` (the values that
+get a partition of their own, say [eu, us]), each partition is a cell of its own: its own journal
+(`prefix:<partition>:journal`; the default partition keeps `prefix:journal`), its own engine in
+every process, and its own lease, so different processes can own different partitions. An alert
+goes to the partition its label names, else to `default`; a webhook carrying alerts of several
+partitions is journaled in each, and each engine keeps only its own alerts. Silences, maintenance
+windows and schedule overrides are journaled in every partition; an acknowledge or resolve in the
+partition of its incident. All partitions share one outbox (deliveries are keyed by incident, and
+every owner's writes are fenced by its own partition's token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.dispatch.backoff import RetryPolicy
+from bridge.engine import Engine
 from bridge.errors import StoreUnavailable
-from bridge.ingest import ENTRY_TICK, Applier
+from bridge.ingest import ENTRY_ACK, ENTRY_RESOLVE, ENTRY_TICK, ENTRY_WEBHOOK, Applier
 from bridge.lease import PartitionLease, new_holder_id
 from bridge.log import get_logger
-from bridge.model import Action
+from bridge.model import Action, Alert
 from bridge.plugins import Parsed, Source
 from bridge.runtime import Runtime
 from bridge.store.base import new_deliveries
@@ -50,27 +60,41 @@ __all__ = ["PARTITION", "DistributedRuntime"]
 
 log = get_logger("alertbridge.distributed")
 
-PARTITION = "default"
-#: Longest an API call waits for its own journal entry to reach this process's engine.
+DEFAULT = "default"
+PARTITION = DEFAULT  # the partition of a deployment without partition_label
+#: Longest an API call waits for its own journal entry to reach this process's engines.
 APPLY_WAIT = 10.0
 
 
+@dataclass(eq=False)
+class Cell:
+    """One partition in this process: its journal, its engine (following that journal), its lease."""
+
+    name: str
+    journal: RedisStore
+    engine: Engine
+    applier: Applier
+    lease: PartitionLease
+    applied_seq: int = 0
+    owner: bool = False
+    token: int | None = None
+    resync: bool = False  # an enqueue failed: enqueue everything again (idempotent) when Redis is back
+    applied: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
 class DistributedRuntime(Runtime):
-    """A Runtime whose store is Redis: journal, follow, and (while it holds the lease) deliver."""
+    """A Runtime whose store is Redis: journal, follow, and (for the partitions whose lease it holds) deliver."""
 
     def __init__(self, settings: Any, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self.holder = new_holder_id()
-        self.applied_seq = 0
-        self.owner = False
-        self.token: int | None = None
         self.takeovers = 0
-        self._resync = False  # an enqueue failed: enqueue everything again (idempotent) when Redis is back
-        self._applied = asyncio.Condition()
+        self.cells: dict[str, Cell] = {}
         self._tasks: list[asyncio.Task[Any]] = []
-        self._lease: PartitionLease | None = None
         self._redis: Any = None
-        self.applier = Applier(self.engine, self.sources, self._owner_actions)
+        r = settings.redis
+        self._label: str | None = r.partition_label
+        self._names = [DEFAULT, *(p for p in r.partitions if p != DEFAULT)]
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -78,16 +102,25 @@ class DistributedRuntime(Runtime):
         from redis.asyncio import Redis
 
         r = self.settings.redis
-        self.store = RedisStore(r.url, prefix=r.prefix)  # type: ignore[assignment]  # same Store contract
         self._redis = Redis.from_url(r.url, socket_timeout=max(1.0, r.lease_ttl / 3))
-        self._lease = PartitionLease(self._redis, PARTITION, self.holder, ttl=r.lease_ttl, prefix=r.prefix)
-        await self._catch_up()
-        self._tasks = [asyncio.create_task(self._follow(), name="alertbridge-follow"),
-                       asyncio.create_task(self._lease.run(self._acquired, self._lost), name="alertbridge-lease"),
-                       asyncio.create_task(self._tick_loop(), name="alertbridge-ticker")]
+        for name in self._names:
+            engine = self.engine if name == DEFAULT else build_engine(self.settings, name)
+            journal = RedisStore(r.url, prefix=r.prefix if name == DEFAULT else f"{r.prefix}:{name}")
+            cell = Cell(name, journal, engine, Applier(engine, self.sources, lambda _: None),
+                        PartitionLease(self._redis, name, self.holder, ttl=r.lease_ttl, prefix=r.prefix))
+            cell.applier = Applier(engine, self.sources, self._owner_actions(cell), keep=self._keep(name))
+            self.cells[name] = cell
+        self.store = self.cells[DEFAULT].journal  # type: ignore[assignment]  # the outbox all partitions share
+        for cell in self.cells.values():
+            await self._catch_up(cell)
+        for cell in self.cells.values():
+            self._tasks += [asyncio.create_task(self._follow(cell), name=f"alertbridge-follow-{cell.name}"),
+                            asyncio.create_task(cell.lease.run(self._acquirer(cell), self._loser(cell)),
+                                                name=f"alertbridge-lease-{cell.name}")]
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="alertbridge-ticker"))
         self.ready = True
-        log.info("replica started", holder=self.holder, applied_seq=self.applied_seq,
-                 incidents=len(self.engine.views()))
+        log.info("replica started", holder=self.holder, partitions=list(self.cells),
+                 incidents=sum(len(c.engine.views()) for c in self.cells.values()))
 
     async def stop(self) -> None:
         self.ready = False
@@ -97,72 +130,94 @@ class DistributedRuntime(Runtime):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._stop_delivering()
-        if self.store is not None:
-            await self.store.aclose()
+        for cell in self.cells.values():
+            await cell.journal.aclose()
         if self._redis is not None:
             await self._redis.aclose()
         for sink in self.sinks.values():
             await sink.close()
 
+    # ------------------------------------------------------------------------------ partitions
+
+    def _partition(self, alert: Alert) -> str:
+        value = alert.labels.get(self._label, "") if self._label else ""
+        return value if value in self.cells else DEFAULT
+
+    def _keep(self, name: str) -> Any:
+        if self._label is None:
+            return None
+        return lambda alert: self._partition(alert) == name
+
+    def engines(self) -> list[Engine]:
+        return [cell.engine for cell in self.cells.values()] or [self.engine]
+
     # ------------------------------------------------------------------------------ following
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, cell: Cell) -> None:
         """Apply the journal so far (startup): retried until Redis answers."""
         while True:
             try:
-                entries = await asyncio.to_thread(lambda: list(self._store().entries(self.applied_seq)))
+                entries = await asyncio.to_thread(lambda: list(cell.journal.entries(cell.applied_seq)))
             except StoreUnavailable as err:
                 log.warning("waiting for redis", error=str(err))
                 await asyncio.sleep(1.0)
                 continue
-            self._apply(entries)
+            self._apply(cell, entries)
             return
 
-    async def _follow(self) -> None:
+    async def _follow(self, cell: Cell) -> None:
         """Apply every entry any process appends, in seq order, as soon as it is there."""
         down = False
         while True:
             try:
-                entries = await self._store().tail(self.applied_seq, block=1.0)
+                entries = await cell.journal.tail(cell.applied_seq, block=1.0)
             except StoreUnavailable as err:
                 if not down:
-                    log.error("journal unreachable", error=str(err))
+                    log.error("journal unreachable", partition=cell.name, error=str(err))
                     down, self.ready = True, False
                 await asyncio.sleep(0.5)
                 continue
             if down:
-                log.info("journal reachable again", applied_seq=self.applied_seq)
+                log.info("journal reachable again", partition=cell.name, applied_seq=cell.applied_seq)
                 down, self.ready = False, True
             if entries:
-                self._apply(entries)
-                async with self._applied:
-                    self._applied.notify_all()
+                self._apply(cell, entries)
+                async with cell.applied:
+                    cell.applied.notify_all()
 
-    def _apply(self, entries: list[Any]) -> None:
+    def _apply(self, cell: Cell, entries: list[Any]) -> None:
         for entry in entries:
-            if entry.seq <= self.applied_seq:
+            if entry.seq <= cell.applied_seq:
                 continue
-            self.applier.apply_batch([entry])
-            self.applied_seq = entry.seq
+            cell.applier.apply_batch([entry])
+            cell.applied_seq = entry.seq
             self._last_at = max(self._last_at, entry.at)
 
-    def _store(self) -> RedisStore:
-        assert isinstance(self.store, RedisStore)
-        return self.store
-
-    async def _wait_applied(self, seq: int) -> None:
-        async with self._applied:
-            await asyncio.wait_for(self._applied.wait_for(lambda: self.applied_seq >= seq), APPLY_WAIT)
+    async def _append(self, cell: Cell, kind: str, source: str, data: dict[str, Any], at: float, *,
+                      wait: bool) -> None:
+        entry = await cell.journal.append(kind, source, data, at)
+        if wait:
+            async with cell.applied:
+                await asyncio.wait_for(cell.applied.wait_for(lambda: cell.applied_seq >= entry.seq), APPLY_WAIT)
 
     async def _journal(self, kind: str, source: str, data: dict[str, Any], at: float) -> None:
-        entry = await self._store().append(kind, source, data, at)
-        await self._wait_applied(entry.seq)
+        """An API input: an acknowledge or resolve in its incident's partition; the rest in every one."""
+        if kind in (ENTRY_ACK, ENTRY_RESOLVE):
+            cells = [next((c for c in self.cells.values() if c.engine.get(data["incident"]) is not None),
+                          self.cells[DEFAULT])]
+        else:
+            cells = list(self.cells.values())
+        for cell in cells:
+            await self._append(cell, kind, source, data, at, wait=True)
 
     async def ingest(self, source: Source, body: bytes, headers: Any) -> Parsed:
-        """Parse and journal one webhook body: the 2xx means durable in Redis (the owner applies it)."""
+        """Parse and journal one webhook body in its alerts' partitions: the 2xx means durable in Redis."""
         now = self.now()
         parsed = source.parse(body, headers, now)
-        await self._store().append("webhook", source.name, {"body": body.decode("utf-8", errors="replace")}, now)
+        names = sorted({self._partition(a) for a in parsed.alerts}) or [DEFAULT]
+        data = {"body": body.decode("utf-8", errors="replace")}
+        for name in names:
+            await self._append(self.cells[name], ENTRY_WEBHOOK, source.name, data, now, wait=False)
         self.metrics.alerts.labels(source.name).inc(len(parsed.alerts))
         if parsed.truncated:
             self.metrics.truncated.labels(source.name).inc(parsed.truncated)
@@ -170,48 +225,62 @@ class DistributedRuntime(Runtime):
 
     # ------------------------------------------------------------------------------ owning
 
-    def _owner_actions(self, actions: list[Action]) -> None:
-        """What the followed engine emits: enqueued by the owner, dropped by the others."""
-        if self.owner and self._lease is not None and self._lease.held:
-            self._enqueue_actions(actions)
+    def _owner_actions(self, cell: Cell) -> Any:
+        def enqueue(actions: list[Action]) -> None:
+            """What the partition's engine emits: enqueued by its owner, dropped by the others."""
+            if cell.owner and cell.lease.held:
+                self._enqueue_for(cell, actions)
+        return enqueue
 
-    async def _acquired(self, token: int) -> None:
-        """Took the lease: re-enqueue everything the journal implies (idempotent), then deliver."""
-        self.takeovers += 1
-        count, actions = await self._enqueue_all(token)
-        log.info("partition owned", partition=PARTITION, token=token, rebuilt_entries=count, actions=actions)
-        await self._start_delivering()
+    def _acquirer(self, cell: Cell) -> Any:
+        async def acquired(token: int) -> None:
+            """Took the lease: re-enqueue everything the journal implies (idempotent), then deliver."""
+            self.takeovers += 1
+            count, actions = await self._enqueue_all(cell, token)
+            log.info("partition owned", partition=cell.name, token=token, rebuilt_entries=count, actions=actions)
+            await self._start_delivering()
+        return acquired
 
-    async def _enqueue_all(self, token: int) -> tuple[int, int]:
-        """Replay the journal into a scratch engine and enqueue all it emits (keys make repeats no-ops):
-        after a takeover, and after an enqueue that Redis trouble may have lost."""
-        scratch = build_engine(self.settings)
+    def _loser(self, cell: Cell) -> Any:
+        async def lost() -> None:
+            cell.owner, cell.token = False, None
+            log.warning("partition lost", partition=cell.name)
+            if not any(c.owner for c in self.cells.values()):
+                await self._stop_delivering()
+        return lost
+
+    @property
+    def owner(self) -> bool:
+        """Owns at least one partition."""
+        return any(cell.owner for cell in self.cells.values())
+
+    async def _enqueue_all(self, cell: Cell, token: int) -> tuple[int, int]:
+        """Replay the partition's journal into a scratch engine and enqueue all it emits (keys make
+        repeats no-ops): after a takeover, and after an enqueue that Redis trouble may have lost."""
+        scratch = build_engine(self.settings, "" if cell.name == DEFAULT else cell.name)
         collected: list[Action] = []
-        rebuild = Applier(scratch, self.sources, collected.extend)
+        rebuild = Applier(scratch, self.sources, collected.extend, keep=self._keep(cell.name))
         count = 0
-        for entry in await asyncio.to_thread(lambda: list(self._store().entries())):
-            if entry.seq > self.applied_seq:
+        for entry in await asyncio.to_thread(lambda: list(cell.journal.entries())):
+            if entry.seq > cell.applied_seq:
                 break
             collected.extend(rebuild.apply(entry.kind, entry.source, entry.data, entry.at))
             count += 1
         # no await from here on: the follower cannot apply an entry between the rebuild and `owner`.
         # What it applied while the journal was being read is read again now (sync, a short tail).
-        for entry in self._store().entries(count):
-            if entry.seq > self.applied_seq:
+        for entry in cell.journal.entries(count):
+            if entry.seq > cell.applied_seq:
                 break
             collected.extend(rebuild.apply(entry.kind, entry.source, entry.data, entry.at))
             count += 1
-        self.token, self.owner, self._resync = token, True, False
+        cell.token, cell.owner, cell.resync = token, True, False
         if collected:
-            self._enqueue_actions(collected, count_metrics=False)
+            self._enqueue_for(cell, collected, count_metrics=False)
         return count, len(collected)
 
-    async def _lost(self) -> None:
-        self.owner, self.token = False, None
-        log.warning("partition lost", partition=PARTITION)
-        await self._stop_delivering()
-
     async def _start_delivering(self) -> None:
+        if self.dispatcher is not None:
+            return
         from bridge.dispatch.rq_jobs import RQDispatcher
 
         d = self.settings.dispatch
@@ -219,53 +288,59 @@ class DistributedRuntime(Runtime):
                              jitter=d.jitter)
         # a job still "started" longer than any attempt can take lost its worker (SIGKILL): re-enqueue it
         longest = max((sink.timeout for sink in self.settings.sinks), default=10.0)
-        dispatcher = RQDispatcher(self._store(), self.settings.redis.url, queue=self.settings.redis.queue,
+        outbox = self.cells[DEFAULT].journal
+        dispatcher = RQDispatcher(outbox, self.settings.redis.url, queue=self.settings.redis.queue,
                                   policy=policy, store_prefix=self.settings.redis.prefix,
                                   store_url=self.settings.redis.url, recheck_after=5.0, stale_after=longest + 15.0)
-        await dispatcher.start()
         self.dispatcher = dispatcher  # type: ignore[assignment]  # the same start/stop/wake surface
+        await dispatcher.start()
 
     async def _stop_delivering(self) -> None:
         if self.dispatcher is not None:
+            dispatcher, self.dispatcher = self.dispatcher, None
             with contextlib.suppress(Exception):
-                await self.dispatcher.stop()
-            self.dispatcher = None
+                await dispatcher.stop()
 
-    def _enqueue_actions(self, actions: list[Action], *, count_metrics: bool = True) -> None:
+    def _enqueue_for(self, cell: Cell, actions: list[Action], *, count_metrics: bool = True) -> None:
         rows = [row for action in actions for row in new_deliveries(action)]
         for action in actions:
             if count_metrics:
                 self.metrics.actions.labels(action.kind.value).inc()
-            log.info("incident " + action.kind.value, incident=action.incident.id,
+            log.info("incident " + action.kind.value, incident=action.incident.id, partition=cell.name,
                      revision=action.incident.revision, reason=action.reason, sinks=list(action.sinks))
-        if rows and self.store is not None and self._lease is not None and self.token is not None:
-            # fenced in Redis: should this process have lost the lease meanwhile, nothing is written
-            done = self._store().enqueue_nowait(rows, self.now(), fence=(self._lease.fence_key, self.token))
-            dispatcher = self.dispatcher
-            done.add_done_callback(lambda future: self._enqueued(future, dispatcher))
+        if rows and cell.token is not None:
+            # fenced in Redis by this partition's token: should this process have lost the lease
+            # meanwhile, nothing is written
+            outbox = self.cells[DEFAULT].journal
+            done = outbox.enqueue_nowait(rows, self.now(), fence=(cell.lease.fence_key, cell.token))
+            done.add_done_callback(lambda future: self._enqueued(cell, future))
 
-    def _enqueued(self, future: asyncio.Future[int], dispatcher: Any) -> None:
+    def _enqueued(self, cell: Cell, future: asyncio.Future[int]) -> None:
         error = None if future.cancelled() else future.exception()
         if error is not None:  # fenced off (a new owner re-enqueues it all), or Redis trouble
-            log.warning("deliveries not enqueued", error=str(error), token=self.token)
-            self._resync = True  # the owner enqueues everything again once Redis answers
-        elif dispatcher is not None:
-            dispatcher.wake()
+            log.warning("deliveries not enqueued", partition=cell.name, error=str(error), token=cell.token)
+            cell.resync = True  # the owner enqueues everything again once Redis answers
+        elif self.dispatcher is not None:
+            self.dispatcher.wake()
 
     # ------------------------------------------------------------------------------ time
 
     async def tick(self) -> None:
-        """The owner journals a tick when one of the engine's timers is due: timers fire in journal order."""
-        if self.store is None:
+        """Each owner journals a tick when one of its engine's timers is due: timers fire in journal order."""
+        if not self.cells:
             return
         with contextlib.suppress(StoreUnavailable):
-            self.queue_depth = await self.store.counts()
-        if self._resync and self.owner and self.token is not None and self._lease is not None and self._lease.held:
-            with contextlib.suppress(StoreUnavailable):
-                count, actions = await self._enqueue_all(self.token)
-                log.info("deliveries enqueued again", rebuilt_entries=count, actions=actions)
-        due = self.engine.next_timer()
+            self.queue_depth = await self.cells[DEFAULT].journal.counts()
         now = self.now()
-        if self.owner and self._lease is not None and self._lease.held and due is not None and due <= now:
-            with contextlib.suppress(StoreUnavailable):
-                await self._store().append(ENTRY_TICK, "clock", {}, now)
+        for cell in self.cells.values():
+            if not (cell.owner and cell.token is not None and cell.lease.held):
+                continue
+            if cell.resync:
+                with contextlib.suppress(StoreUnavailable):
+                    count, actions = await self._enqueue_all(cell, cell.token)
+                    log.info("deliveries enqueued again", partition=cell.name, rebuilt_entries=count,
+                             actions=actions)
+            due = cell.engine.next_timer()
+            if due is not None and due <= now:
+                with contextlib.suppress(StoreUnavailable):
+                    await cell.journal.append(ENTRY_TICK, "clock", {}, now)

@@ -61,6 +61,8 @@ class EngineConfig:
     resolve_latency: Mapping[str, float] = field(default_factory=dict)
     #: resolver pools, schedules, escalation policies, assignment rules and SLA targets
     pools: PoolDirectory = field(default_factory=PoolDirectory)
+    #: the partition this engine holds (distributed mode); "" for the default one
+    partition: str = ""
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ class GroupingMixin:
     _topology: dict[tuple[str, str], set[str]]
     _routes: dict[str, Route]
     _serial: int
+    config: Any  # EngineConfig
 
     if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
         def _schedule(self, due: float, kind: int, ref: str) -> None: ...
@@ -179,7 +180,7 @@ class GroupingMixin:
                 return last
         self._serial += 1
         incident = Incident(
-            id=incident_id(key, now, self._serial),
+            id=incident_id(key, now, self._serial, self.config.partition),
             key=key,
             route=route.name,
             group_labels=labels,

@@ -18,9 +18,13 @@ __all__ = ["TIMELINE_LIMIT", "Incident", "incident_id"]
 TIMELINE_LIMIT = 500
 
 
-def incident_id(key: str, opened_at: float, serial: int) -> str:
-    """A deterministic, installation-independent id: the same input stream gives the same ids."""
-    digest = hashlib.blake2b(f"{key}|{opened_at:.3f}|{serial}".encode(), digest_size=6).hexdigest()
+def incident_id(key: str, opened_at: float, serial: int, partition: str = "") -> str:
+    """A deterministic, installation-independent id: the same input stream gives the same ids.
+
+    `partition` (distributed mode; empty for the default one) keeps two partitions' engines, fed the
+    same alerts at the same instant, from minting the same id."""
+    seed = f"{key}|{opened_at:.3f}|{serial}" + (f"|{partition}" if partition else "")
+    digest = hashlib.blake2b(seed.encode(), digest_size=6).hexdigest()
     return f"inc-{digest}"
 
 

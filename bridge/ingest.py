@@ -23,7 +23,7 @@ from bridge.engine import Engine
 from bridge.errors import PayloadInvalid
 from bridge.links import LinkClaim, UsedLinks
 from bridge.log import get_logger
-from bridge.model import Action
+from bridge.model import Action, Alert
 from bridge.plugins import Parsed, Source
 
 __all__ = ["ENTRY_ACK", "ENTRY_OVERRIDE", "ENTRY_RESOLVE", "ENTRY_SILENCE", "ENTRY_TICK", "ENTRY_WEBHOOK",
@@ -44,10 +44,12 @@ class Applier:
     """Applies journal entries to the engine, in order, and passes the actions on."""
 
     def __init__(self, engine: Engine, sources: Mapping[str, Source],
-                 on_actions: Callable[[list[Action]], None]) -> None:
+                 on_actions: Callable[[list[Action]], None], *, keep: Callable[[Alert], bool] | None = None) -> None:
         self.engine = engine
         self.sources = sources
         self.on_actions = on_actions
+        #: which alerts of a webhook this engine takes (distributed mode: its partition's); None: all
+        self.keep = keep
         #: signed links already used (rebuilt from the journal's acknowledge/resolve entries)
         self.used_links = UsedLinks()
         # parses made while the request was validated, so a live entry is not parsed twice. Keyed
@@ -84,7 +86,8 @@ class Applier:
                 parsed = self._reparse(source, data, at)
                 if parsed is None:
                     return engine.advance(at)
-            actions = engine.submit(parsed.alerts, at, sender_group=parsed.sender_group,
+            alerts = parsed.alerts if self.keep is None else [a for a in parsed.alerts if self.keep(a)]
+            actions = engine.submit(alerts, at, sender_group=parsed.sender_group,
                                     group_resolved=parsed.group_resolved)
             if parsed.acknowledge:
                 actions.extend(engine.acknowledge_alerts(parsed.acknowledge, source, at))

@@ -394,11 +394,16 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------ queries
 
+    def engines(self) -> list[Engine]:
+        """The engines whose state the API shows: one, or one per partition (distributed mode)."""
+        return [self.engine]
+
     def _incident(self, incident_id: str) -> Any:
-        incident = self.engine.get(incident_id)
-        if incident is None:
-            raise NotFound(f"no incident {incident_id!r}")
-        return incident
+        for engine in self.engines():
+            incident = engine.get(incident_id)
+            if incident is not None:
+                return incident
+        raise NotFound(f"no incident {incident_id!r}")
 
     def incident_detail(self, incident_id: str) -> dict[str, Any]:
         incident = self._incident(incident_id)

@@ -192,6 +192,12 @@ class RedisSettings(_Model):
                                                        "long after the owner dies.")
     queue: str = Field("alertbridge-deliveries", min_length=1, description="RQ queue the deliveries are jobs on "
                                                                            "(`rq worker` listens to it).")
+    partition_label: str | None = Field(None, description="Partition the engine state by this alert label (e.g. "
+                                                          "cluster, tenant): each partition has its own journal, "
+                                                          "engine and owner. Unset: one partition.")
+    partitions: list[str] = Field(default_factory=list, description="The partition_label values that get a "
+                                                                    "partition of their own; other alerts go to "
+                                                                    "`default`.")
 
 
 class SlackAppSettings(_Model):
@@ -401,6 +407,14 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
         from bridge.pools import pool_problems
 
         problems.extend(pool_problems(settings, time.time()))
+    redis = settings.redis
+    if redis.partitions and redis.partition_label is None:
+        problems.append("redis.partitions: needs redis.partition_label (the label whose values they are)")
+    if redis.partition_label is not None and not redis.partitions:
+        problems.append("redis.partition_label: list the values that get a partition in redis.partitions")
+    for i, name in enumerate(redis.partitions):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+            problems.append(f"redis.partitions[{i}]: {name!r} is not a partition name (letters, digits, _ . -)")
     links = settings.links
     if links.secret is not None:
         if len(links.secret.get_secret_value().encode()) < 32:

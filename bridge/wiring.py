@@ -81,8 +81,9 @@ def build_catalog(settings: Any, file_settings: CatalogSettings | None) -> Catal
     return Catalog.build(file_settings, inline)
 
 
-def build_engine(settings: Any) -> Engine:
-    return Engine(engine_config(settings))
+def build_engine(settings: Any, partition: str = "") -> Engine:
+    config = engine_config(settings)
+    return Engine(dataclasses.replace(config, partition=partition) if partition else config)
 
 
 def build_sources(settings: Any) -> dict[str, Source]:

@@ -95,3 +95,60 @@ def test_alertbridge_cluster_runs_the_whole_topology_on_loopback(tmp_path: Path,
             proc.kill()
             proc.wait(5)
     assert proc.returncode == 0
+
+
+def clustered(name: str, cluster: str) -> bytes:
+    now = time.time()
+    return json.dumps([{"labels": {"alertname": name, "cluster": cluster, "severity": "critical"},
+                        "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+                        "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))}]).encode()
+
+
+def test_partitions_by_label_have_their_own_journal_and_owner(tmp_path: Path, receiver: Receiver,
+                                                              servers: list[Server]) -> None:
+    """Alerts split by `cluster` into eu, us and default; each partition is owned, paged, and seen everywhere."""
+    from bridge.store.redis import RedisStore
+
+    with running_redis(tmp_path / "redis") as redis_server:
+        config = e2e_config(receiver.url)
+        config["redis"] = {"url": redis_server.url, "prefix": "parts", "lease_ttl": "1s",
+                           "partition_label": "cluster", "partitions": ["eu", "us"]}
+        config_path = tmp_path / "parts.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        one = Server(config, tmp_path / "one").start()
+        servers.append(one)
+        two = Server(config, tmp_path / "two").start()
+        servers.append(two)
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("rq")), "worker", "--with-scheduler", "-w",
+                                   "rq.worker.SimpleWorker", "--url", redis_server.url, "alertbridge-deliveries"],
+                                  env={**os.environ, "ALERTBRIDGE_CONFIG": str(config_path)},
+                                  stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        try:
+            json_headers = {"Content-Type": "application/json"}
+            both = json.dumps(json.loads(clustered("Both", "eu")) + json.loads(clustered("Both", "us"))).encode()
+            for server, body in ((one, clustered("Eu", "eu")), (two, clustered("Us", "us")),
+                                 (one, clustered("Other", "apac")), (two, both)):
+                assert http("POST", server.base + "/api/v2/alerts", body, json_headers)[0] == 200
+
+            def incidents(server: Server) -> list[tuple[str, str]]:
+                items = server.get_json("/api/v1/incidents?limit=100")["items"]
+                return sorted((i["group_labels"]["alertname"], i["id"]) for i in items)
+
+            wait_until(lambda: (len(incidents(one)) == 5 and incidents(one) == incidents(two)) or None, 20,
+                       "both replicas to show the five incidents")
+            assert [name for name, _ in incidents(one)] == ["Both", "Both", "Eu", "Other", "Us"]
+            assert len({incident for _, incident in incidents(one)}) == 5  # partitions never share an id
+            with redis_server.client() as r:
+                owners = {p: r.get(f"parts:lease:{p}") for p in ("default", "eu", "us")}
+            assert all(owners.values()), owners  # every partition has an owner
+            journals = {p: [e.data["body"] for e in RedisStore(redis_server.url, prefix=f"parts:{p}").entries()
+                            if e.kind == "webhook"] for p in ("eu", "us")}
+            default = [e.data["body"] for e in RedisStore(redis_server.url, prefix="parts").entries()
+                       if e.kind == "webhook"]
+            assert len(journals["eu"]) == 2 and len(journals["us"]) == 2 and len(default) == 1
+            wait_until(lambda: len({r["json"]["incident"]["id"] for r in receiver.requests
+                                    if r["json"] and r["json"]["action"] == "open"}) == 5 or None, 30,
+                       "the five pages, delivered by the worker")
+        finally:
+            worker.terminate()
+            worker.wait(10)
