@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bridge.model import Alert, Recipient
 from bridge.oncall import OverrideSettings, Schedule, ScheduleSettings, zone_info
 from bridge.plugins import Duration
-from bridge.routing import Matcher, parse_matcher
+from bridge.routing import Matcher, matcher_problems, parse_matcher
 
 __all__ = [
     "AssignmentRuleSettings",
@@ -547,11 +547,7 @@ def pool_problems(settings: Any, at: float) -> list[str]:
     for i, rule in enumerate(assignment.rules):
         if rule.pool is not None and rule.pool not in pools:
             problems.append(f"assignment.rules[{i}].pool: unknown pool {rule.pool!r}")
-        for j, text in enumerate(rule.matchers):
-            try:
-                parse_matcher(text)
-            except ValueError as err:
-                problems.append(f"assignment.rules[{i}].matchers[{j}]: {err}")
+        problems.extend(matcher_problems(f"assignment.rules[{i}].matchers", rule.matchers))
     if assignment.triage_pool is not None and assignment.triage_pool not in pools:
         problems.append(f"assignment.triage_pool: unknown pool {assignment.triage_pool!r}")
     if assignment.rules and assignment.triage_pool is None:

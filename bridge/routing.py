@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge.model import Alert
 
-__all__ = ["Matcher", "Precursor", "Route", "alert_label", "parse_matcher"]
+__all__ = ["Matcher", "Precursor", "Route", "alert_label", "matcher_problems", "parse_matcher"]
 
 _MATCHER_RE = re.compile(r'^\s*(@?[A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$')
 
@@ -56,6 +56,17 @@ def parse_matcher(text: str) -> Matcher:
         except re.error as err:
             raise ValueError(f"{text!r}: invalid regex: {err}") from None
     return Matcher(name, op, value, regex)
+
+
+def matcher_problems(path: str, texts: Iterable[str]) -> list[str]:
+    """`path[j]: reason` for each text of `texts` that is not a matcher (for check-config)."""
+    problems = []
+    for j, text in enumerate(texts):
+        try:
+            parse_matcher(text)
+        except ValueError as err:
+            problems.append(f"{path}[{j}]: {err}")
+    return problems
 
 
 def alert_label(alert: Alert, name: str) -> str:

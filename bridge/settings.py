@@ -306,8 +306,6 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
 
 def validate_settings(raw: Any, env: Mapping[str, str] | None = None) -> Any:
     """Validate a parsed YAML document; raise ConfigError listing every problem."""
-    from bridge.routing import parse_matcher
-
     problems: list[str] = []
     if raw is None:
         raw = {}
@@ -322,7 +320,7 @@ def validate_settings(raw: Any, env: Mapping[str, str] | None = None) -> Any:
             problems.append(f"{_format_loc(tuple(e['loc']))}: {message}")
         problems.extend(p for p in _raw_references(data) if p not in problems)
         raise ConfigError(problems) from None
-    problems.extend(_cross_check(settings, parse_matcher))
+    problems.extend(_cross_check(settings))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -353,7 +351,9 @@ def _raw_references(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
+def _cross_check(settings: Any) -> list[str]:
+    from bridge.routing import matcher_problems
+
     problems: list[str] = []
     for section in ("sources", "sinks", "routes", "services", "pools", "schedules", "escalation_policies"):
         seen: dict[str, int] = {}
@@ -371,17 +371,9 @@ def _cross_check(settings: Any, parse_matcher: Any) -> list[str]:
         for j, source in enumerate(route.sources):
             if source not in source_names:
                 problems.append(f"routes[{i}].sources[{j}]: unknown source {source!r}")
-        for j, text in enumerate(route.matchers):
-            try:
-                parse_matcher(text)
-            except ValueError as err:
-                problems.append(f"routes[{i}].matchers[{j}]: {err}")
+        problems.extend(matcher_problems(f"routes[{i}].matchers", route.matchers))
         for k, precursor in enumerate(route.precursors):
-            for j, text in enumerate(precursor.matchers):
-                try:
-                    parse_matcher(text)
-                except ValueError as err:
-                    problems.append(f"routes[{i}].precursors[{k}].matchers[{j}]: {err}")
+            problems.extend(matcher_problems(f"routes[{i}].precursors[{k}].matchers", precursor.matchers))
     if settings.sources and not settings.routes:
         problems.append("routes: at least one route is needed, or every alert is dropped as unrouted")
     paths: dict[str, int] = {}
