@@ -154,3 +154,47 @@ def test_partitions_by_label_have_their_own_journal_and_owner(tmp_path: Path, re
         finally:
             worker.terminate()
             worker.wait(10)
+
+
+def test_escalation_timer_survives_the_owner_and_fires_once(tmp_path: Path, receiver: Receiver,
+                                                            servers: list[Server]) -> None:
+    """The owner dies after the page: the next owner escalates at the tier's timeout (late by at most the
+    takeover), and exactly once."""
+    with running_redis(tmp_path / "redis") as redis_server:
+        config = e2e_config(receiver.url, pool="db")
+        config["redis"] = {"url": redis_server.url, "prefix": "timers", "lease_ttl": "1s"}
+        config["pools"] = [{"name": "db", "escalation": "db", "members": [{"name": "alice"}, {"name": "bob"}]}]
+        config["escalation_policies"] = [{"name": "db", "tiers": [{"assignee": True, "timeout": "4s"},
+                                                                  {"members": ["bob"], "timeout": "1h"}]}]
+        config_path = tmp_path / "timers.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        replicas = [Server(config, tmp_path / f"r{i}").start() for i in range(2)]
+        servers.extend(replicas)
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("rq")), "worker", "--with-scheduler", "-w",
+                                   "rq.worker.SimpleWorker", "--url", redis_server.url, "alertbridge-deliveries"],
+                                  env={**os.environ, "ALERTBRIDGE_CONFIG": str(config_path)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def actions() -> list[tuple[float, str]]:
+                return [(time.monotonic(), r["json"]["action"]) for r in list(receiver.requests) if r["json"]]
+
+            def owner() -> Server:
+                with redis_server.client() as r:
+                    value = r.get("timers:lease:default")
+                pid = int(value.decode().split(":")[2]) if value else -1
+                return next((s for s in replicas if s.proc is not None and s.proc.pid == pid), None)  # type: ignore[return-value]
+
+            wait_until(lambda: any(s.proc is not None for s in replicas) and owner(), 10, "an owner")
+            assert http("POST", replicas[0].base + "/api/v2/alerts", alert("Timer"),
+                        {"Content-Type": "application/json"})[0] == 200
+            wait_until(lambda: [a for _, a in actions()] == ["open"] or None, 15, "the page")
+            paged_at = time.monotonic()
+            owner().stop(signal.SIGKILL)
+            escalated = wait_until(lambda: [t for t, a in actions() if a == "escalate"] or None, 20, "the escalation")
+            late = escalated[0] - paged_at
+            assert late < 4 + 1 + 3, f"escalated {late:.1f} s after the page (timeout 4 s, lease ttl 1 s)"
+            time.sleep(2)  # a second owner firing it again would show by now
+            assert [a for _, a in actions()] == ["open", "escalate"]
+        finally:
+            worker.terminate()
+            worker.wait(10)
