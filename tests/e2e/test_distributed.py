@@ -193,6 +193,7 @@ def test_escalation_timer_survives_the_owner_and_fires_once(tmp_path: Path, rece
             escalated = wait_until(lambda: [t for t, a in actions() if a == "escalate"] or None, 20, "the escalation")
             late = escalated[0] - paged_at
             assert late < 4 + 1 + 3, f"escalated {late:.1f} s after the page (timeout 4 s, lease ttl 1 s)"
+            print(f"\nescalation {late:.2f} s after the page (tier timeout 4 s, owner SIGKILLed, lease ttl 1 s)")
             time.sleep(2)  # a second owner firing it again would show by now
             assert [a for _, a in actions()] == ["open", "escalate"]
         finally:
