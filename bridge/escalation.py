@@ -90,6 +90,7 @@ class EscalationMixin:
         decision = self.pools.decide(firing, incident.priority, route_pool, incident.root_cause, services,
                                      self.config.catalog.owner)
         incident.informed = decision.informed
+        incident.skills = decision.skills
         if decision.pool != incident.pool or not incident.pool_reason:
             previous = incident.pool
             incident.pool = decision.pool
@@ -107,7 +108,7 @@ class EscalationMixin:
         else:
             candidate = self.pools.choose(pool, now, self._load, self._last_assigned.get(pool.name),
                                           keep=current if keep and current in {m.name for m in pool.members}
-                                          else None)
+                                          else None, skills=incident.skills)
             candidate_member, reason = candidate.member, candidate.reason
         if candidate_member == current and current is not None:
             return False

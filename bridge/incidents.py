@@ -66,6 +66,7 @@ class Incident:
     # resolver pools (bridge/escalation.py)
     pool_reason: str = ""  # why it went to its pool
     informed: tuple[str, ...] = ()  # other pools kept informed (assignment rules with `continue`)
+    skills: frozenset[str] = frozenset()  # its assignee must have these (the assignment rule's `skills`)
     assignee: str | None = None
     assign_reason: str = ""
     loaded: bool = False  # counted in its assignee's open incidents (quota)

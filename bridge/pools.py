@@ -87,7 +87,8 @@ class MemberSettings(_Model):
         default_factory=dict, description="Handle per channel: email address, Slack user id, Teams user "
                                           "principal name, phone number (E.164).")
     notify: list[str] = Field(default_factory=list, description="Sinks that reach this member personally.")
-    skills: list[str] = Field(default_factory=list, description="Skills/tags (shown; for rules and reports).")
+    skills: list[str] = Field(default_factory=list, description="Skills/tags; an assignment rule with `skills` "
+                                                                "assigns only members who have them all.")
     time_zone: str = Field("UTC", description="IANA time zone of the working hours.")
     working_hours: list[WorkingHours] = Field(
         default_factory=list, description="When the member may be assigned, if the pool has no schedule "
@@ -151,6 +152,8 @@ class AssignmentRuleSettings(_Model):
                                                                   "alert of the incident must match them all.")
     priorities: list[str] = Field(default_factory=list, description="Only incidents of these priorities.")
     pool: str | None = Field(None, description="Pool the incidents go to.")
+    skills: list[str] = Field(default_factory=list, description="Assign only members with all these skills "
+                                                                "(e.g. [postgres]).")
     owner: bool = Field(False, description="Defer to the service catalog: the owner of the probable root "
                                            "cause (or of the incident's only service).")
     continue_: bool = Field(False, alias="continue", description="Keep evaluating later rules; the pools they "
@@ -214,6 +217,7 @@ class Member:
     quota: int
     zone: ZoneInfo
     hours: tuple[tuple[frozenset[int], int, int], ...]  # (weekdays, start minute, end minute)
+    skills: frozenset[str] = frozenset()
 
     def working(self, at: float) -> bool:
         if not self.hours:
@@ -264,6 +268,7 @@ class Rule:
     pool: str | None
     owner: bool
     continue_: bool
+    skills: frozenset[str] = frozenset()
 
     def matches(self, alerts: Iterable[Alert], priority: str) -> bool:
         if self.priorities and priority not in self.priorities:
@@ -279,6 +284,7 @@ class PoolDecision:
     informed: tuple[str, ...]
     reason: str
     by: str  # "assignment.rules[2]", "route", "catalog", "triage"
+    skills: frozenset[str] = frozenset()  # members assigned must have them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +334,7 @@ class PoolDirectory:
             directory.policies[policy.name] = Policy(policy.name, tiers, policy.repeat)
         directory.rules = tuple(
             Rule(i, tuple(parse_matcher(m) for m in r.matchers), frozenset(r.priorities), r.pool, r.owner,
-                 r.continue_) for i, r in enumerate(assignment.rules))
+                 r.continue_, frozenset(r.skills)) for i, r in enumerate(assignment.rules))
         directory.triage_pool = assignment.triage_pool
         directory.sla = {p: (t.acknowledge, t.resolve) for p, t in sla.targets.items()}
         directory.warn_at = sla.warn_at
@@ -381,14 +387,14 @@ class PoolDirectory:
                 assert rule.pool is not None
                 decision = self._known(rule.pool, (), f"{by} matched", by)
             if chosen is None:
-                chosen = decision
+                chosen = PoolDecision(decision.pool, (), decision.reason, decision.by, rule.skills)
             elif decision.pool is not None and decision.pool != chosen.pool and decision.pool not in informed:
                 informed.append(decision.pool)
             if not rule.continue_:
                 break
         if chosen is None:
             return self._triage("no assignment rule matched")
-        return PoolDecision(chosen.pool, tuple(informed), chosen.reason, chosen.by)
+        return PoolDecision(chosen.pool, tuple(informed), chosen.reason, chosen.by, chosen.skills)
 
     def _known(self, pool: str, informed: tuple[str, ...], reason: str, by: str) -> PoolDecision:
         if pool in self.pools:
@@ -434,14 +440,21 @@ class PoolDirectory:
         return members, "no schedule: members within their working hours"
 
     def choose(self, pool: Pool, at: float, load: Mapping[str, int], last: str | None,
-               keep: str | None = None) -> Candidate:
-        """Round robin over on-call members under quota, starting after `last`.
+               keep: str | None = None, skills: frozenset[str] = frozenset()) -> Candidate:
+        """Round robin over on-call members with `skills` under quota, starting after `last`.
 
         `keep` (a current assignee) stays assigned when still eligible.
         """
         on_call, how = self.on_call(pool, at)
         if not on_call:
             return Candidate(None, f"nobody in pool {pool.name} is on call ({how})")
+        if skills:
+            skilled = [m for m in on_call if skills <= m.skills]
+            if not skilled:
+                return Candidate(None, f"nobody on call in pool {pool.name} has the skills "
+                                       f"{', '.join(sorted(skills))} (on call: {', '.join(m.name for m in on_call)})")
+            on_call = skilled
+            how += f", with skills {', '.join(sorted(skills))}"
         under = [m for m in on_call if load.get(m.name, 0) < m.quota or m.name == keep]
         if not under:
             full = ", ".join(f"{m.name} {load.get(m.name, 0)}/{m.quota}" for m in on_call)
@@ -496,7 +509,8 @@ def _member(settings: MemberSettings) -> Member:
     hours = tuple((frozenset(WEEKDAYS.index(d) for d in h.days), _minutes(h.start), _minutes(h.end))
                   for h in settings.working_hours)
     handles = {str(channel): handle for channel, handle in settings.contacts.items()}
-    return Member(settings.name, handles, tuple(settings.notify), settings.quota, ZoneInfo(settings.time_zone), hours)
+    return Member(settings.name, handles, tuple(settings.notify), settings.quota, ZoneInfo(settings.time_zone), hours,
+                  frozenset(settings.skills))
 
 
 # ---------------------------------------------------------------------------------- check-config

@@ -316,3 +316,17 @@ def test_schedule_handoff_across_a_dst_change_assigns_the_right_member() -> None
     second = alert("B", starts_at=sunday_0830_utc)
     actions = play(e, [(sunday_0730_utc, first), (sunday_0830_utc, second)], sunday_0830_utc + 100)
     assert [(a.incident.assignee) for a in actions] == ["anna", "ben"]
+
+
+def test_a_rule_with_skills_assigns_only_members_who_have_them() -> None:
+    """A rule asking for postgres skips members without it; when nobody on call has it, nobody is assigned."""
+    skilled = [{"name": "alice", "skills": ["mysql"]}, {"name": "bob", "skills": ["postgres", "mysql"]}]
+    rules = {"triage_pool": "db", "rules": [{"matchers": ['engine="postgres"'], "pool": "db",
+                                             "skills": ["postgres"]},
+                                            {"matchers": ['engine="oracle"'], "pool": "db", "skills": ["oracle"]}]}
+    e = engine([{"name": "db", "members": skilled}], assignment=rules, routes=[route(group_by=("alertname",))])
+    actions = play(e, [fire("A", 0, labels={"engine": "postgres"}), fire("B", 1, labels={"engine": "postgres"}),
+                       fire("C", 2, labels={"engine": "oracle"})], T + 100)
+    assert [a.incident.assignee for a in actions] == ["bob", "bob", None]
+    oracle = e.incidents[actions[2].incident.id]
+    assert "nobody on call in pool db has the skills oracle (on call: alice, bob)" in oracle.assign_reason
