@@ -111,6 +111,7 @@ class DistributedRuntime(Runtime):
             cell.applier = Applier(engine, self.sources, self._owner_actions(cell), keep=self._keep(name))
             self.cells[name] = cell
         self.store = self.cells[DEFAULT].journal  # type: ignore[assignment]  # the outbox all partitions share
+        self.metrics.watch_workers(self.cells[DEFAULT].journal.attempts)
         for cell in self.cells.values():
             await self._catch_up(cell)
         for cell in self.cells.values():

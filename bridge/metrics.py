@@ -58,6 +58,10 @@ class Metrics:
         self.deliveries.labels(sink, outcome).inc()
         self.delivery_latency.labels(sink).observe(seconds)
 
+    def watch_workers(self, attempts: Callable[[], dict[tuple[str, str], int]]) -> None:
+        """Distributed mode: expose the delivery attempts RQ workers counted in Redis, read at scrape."""
+        self.registry.register(_WorkerCollector(attempts))
+
     def watch(self, engine: Engine, queue_depth: Callable[[], dict[str, int]], unused_after: float = 3600.0) -> None:
         """Expose the engine's own counters and the outbox depth, read at scrape time."""
         self.registry.register(_EngineCollector(engine, queue_depth, unused_after))
@@ -173,3 +177,22 @@ def _pool_metrics(stats: Any) -> Iterable[Metric]:
     for member, n in sorted(stats.pages.items()):
         pages.add_metric([member], n)
     yield pages
+
+
+class _WorkerCollector(Collector):
+    def __init__(self, attempts: Callable[[], dict[tuple[str, str], int]]) -> None:
+        self.attempts = attempts
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily("alertbridge_worker_deliveries", "Delivery attempts made by RQ workers "
+                                     "(distributed mode), by sink and outcome.", labels=["sink", "outcome"])
+        try:
+            counts = self.attempts()
+        except Exception:  # Redis down: the scrape still answers, without this family's samples
+            counts = {}
+        for (sink, outcome), n in sorted(counts.items()):
+            family.add_metric([sink, outcome], n)
+        yield family

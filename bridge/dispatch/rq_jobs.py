@@ -117,6 +117,7 @@ from rq.worker import Worker
 from bridge.dispatch.attempt import attempt
 from bridge.dispatch.backoff import RetryPolicy, next_delay
 from bridge.dispatch.embedded import UNKNOWN_SINK
+from bridge.errors import StoreUnavailable
 from bridge.links import link_signer, with_links
 from bridge.model import Action
 from bridge.plugins import Outcome, OutcomeKind, Sink
@@ -502,6 +503,15 @@ async def _attempt(state: _WorkerState, delivery_id: int, policy: RetryPolicy, r
 
     started = time.perf_counter()
     outcome = await attempt(sink, action, delivery.idempotency_key, ATTEMPT_TIMEOUT, log)
+    result = await _record(store, delivery, outcome, policy, retried, started, log)  # the ledger first
+    with contextlib.suppress(StoreUnavailable):  # then the metric: never worth failing a delivery for
+        await store.count_attempt(delivery.sink, outcome.kind.value)
+    return result
+
+
+async def _record(store: Any, delivery: Delivery, outcome: Outcome, policy: RetryPolicy, retried: int,
+                  started: float, log: Any) -> _Attempt:
+    """Record an attempt's outcome in the ledger: delivered, a retry (RQ runs the job again), or dead."""
     if outcome.kind is OutcomeKind.DELIVERED:
         recorded = await store.mark_delivered(delivery.id, time.time())  # first: the resend window
         log.info("delivery delivered", attempts=delivery.attempts + 1,

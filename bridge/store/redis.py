@@ -357,6 +357,7 @@ class RedisStore:
     HEADS: ClassVar[str] = "{prefix}:outbox:heads"
     DEAD: ClassVar[str] = "{prefix}:outbox:dead"
     COUNTS: ClassVar[str] = "{prefix}:outbox:counts"
+    ATTEMPTS: ClassVar[str] = "{prefix}:outbox:attempts"  # HASH "sink outcome" -> delivery attempts
 
     def __init__(self, url: str, *, prefix: str = "alertbridge", on_commit: CommitHook | None = None,
                  max_batch: int = DEFAULT_MAX_BATCH, timeout: float = DEFAULT_TIMEOUT,
@@ -450,6 +451,19 @@ class RedisStore:
             for stream_id, fields in page:
                 yield _entry(stream_id, fields)
             last = _seq(page[-1][0])
+
+    async def count_attempt(self, sink: str, outcome: str) -> None:
+        """Count one delivery attempt (RQ workers: their attempts reach the bridge's /metrics through it)."""
+        await self._read(self._client.hincrby(self.key(self.ATTEMPTS), f"{sink} {outcome}", 1))
+
+    def attempts(self) -> dict[tuple[str, str], int]:
+        """Delivery attempts by (sink, outcome), counted by every worker; sync, for a metrics scrape."""
+        found = self._read_sync(self._sync.hgetall, self.key(self.ATTEMPTS))
+        counts: dict[tuple[str, str], int] = {}
+        for field, value in found.items():
+            sink, _, outcome = _text(field).rpartition(" ")
+            counts[(sink, outcome)] = int(value)
+        return counts
 
     async def tail(self, after_seq: int, *, block: float = 1.0, count: int = _PAGE) -> list[JournalEntry]:
         """The next entries after `after_seq` (at most `count`), waiting up to `block` seconds for one

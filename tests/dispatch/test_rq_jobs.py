@@ -207,6 +207,7 @@ def test_one_delivery_becomes_one_job_and_is_delivered_once(bench: Bench) -> Non
     assert job.get_status() is JobStatus.FINISHED
     assert job.return_value() == {"delivery": 1, "outcome": "delivered", "detail": ""}
     assert bench.dispatch() == 0  # delivered: never due again
+    assert bench.store.attempts() == {("pager", "delivered"): 1}  # what the bridge's /metrics shows
 
 
 def test_the_same_job_run_twice_sends_once(bench: Bench) -> None:

@@ -89,6 +89,9 @@ def test_alertbridge_cluster_runs_the_whole_topology_on_loopback(tmp_path: Path,
         assert http("POST", base + "/api/v2/alerts", alert("Cluster"), {"Content-Type": "application/json"})[0] == 200
         wait_until(lambda: [r for r in receiver.requests if r["json"] and r["json"]["action"] == "open"] or None, 30,
                    "the page, delivered by the RQ worker")
+        # the worker's attempt reaches every replica's /metrics (counted in Redis)
+        wait_until(lambda: b'alertbridge_worker_deliveries_total{outcome="delivered",sink="hook"} 1.0'
+                   in http("GET", base + "/metrics")[1] or None, 10, "the worker's attempt in /metrics")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
