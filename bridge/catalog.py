@@ -207,6 +207,18 @@ class Catalog:
                 stack.extend(svc.depends_on)
         return frozenset(seen)
 
+    def dependents(self, name: str) -> int:
+        """How many services depend on `name` directly."""
+        return self._dependents.get(name, 0)
+
+    @functools.cached_property
+    def _dependents(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for svc in self.services.values():
+            for dep in set(svc.depends_on):
+                counts[dep] = counts.get(dep, 0) + 1
+        return counts
+
     def neighbours(self, name: str) -> tuple[str, ...]:
         """The service itself, what it depends on and what depends on it (direct links only)."""
         return self._neighbours.get(name, (name,))

@@ -5,6 +5,10 @@ group fires again within `reopen_window`. Topology grouping: an alert joins the 
 route whose services are connected to its own through the catalog's `depends_on` (within
 `topology_window` of the incident's start); an alert that connects several incidents merges them;
 the incident is routed to the owner of its probable root cause, the deepest failing dependency.
+Two refinements: a shared dependency many services run on links them only once it fails critically
+(a node warning does not gather every concurrent problem above it), and a service still firing in
+an incident keeps it open to that service's later alerts after the grouping window (a slow burn's
+outage joins the warning incident it grew from).
 
 A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge.incidents import Incident, incident_id
-from bridge.model import Alert, AlertStatus, IncidentStatus
+from bridge.model import Alert, AlertStatus, IncidentStatus, Severity
 from bridge.routing import Route
 
 if TYPE_CHECKING:
@@ -83,9 +87,14 @@ class GroupingMixin:
                 incident = self.incidents[inc_id]
                 if incident.status is IncidentStatus.RESOLVED or inc_id in found:
                     continue
-                if not self._accepts(incident, route, now):
-                    continue  # its grouping window has closed: a new alert now is a new problem
-                if self._service_active(incident, neighbour, now, route.topology_window):
+                if not self._accepts(incident, route, now) and not (
+                        neighbour == service and self._still_fires(incident, alert)):
+                    # its grouping window has closed: a new alert now is a new problem, unless its own
+                    # service still fires there at the same or a lower severity (a slow burn: the
+                    # outage its warning led to joins it, and raises its priority)
+                    continue
+                if self._service_active(incident, neighbour, now, route.topology_window) and (
+                        neighbour == service or not self._weak_hub(incident, neighbour)):
                     found[inc_id] = incident
         if not found:
             labels = {"service": service}
@@ -129,6 +138,22 @@ class GroupingMixin:
         if self._open_groups.get(source.key) == source.id:
             del self._open_groups[source.key]
         self.stats.merged += 1
+
+    def _weak_hub(self, incident: Incident, hub: str) -> bool:
+        """A shared dependency (HUB_DEPENDENTS or more services run on it) that the incident knows
+        only from non-critical alerts: too weak a link to pull another service's alerts in (a noisy
+        node warning would otherwise gather every concurrent problem above it)."""
+        if self.catalog.dependents(hub) < HUB_DEPENDENTS:
+            return False
+        return not any(a.service == hub and a.severity is Severity.CRITICAL and a.status is AlertStatus.FIRING
+                       for a in incident.alerts.values())
+
+    @staticmethod
+    def _still_fires(incident: Incident, alert: Alert) -> bool:
+        """Does the incident hold a firing alert on `alert`'s service, at its severity or a lower one?"""
+        rank = _SEVERITY_RANK.get(alert.severity, 0)
+        return any(a.service == alert.service and a.status is AlertStatus.FIRING
+                   and _SEVERITY_RANK.get(a.severity, 0) <= rank for a in incident.alerts.values())
 
     @staticmethod
     def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
@@ -238,6 +263,11 @@ class GroupingMixin:
             incident.alerts[identity] = series.alert
             if series.alert.status is AlertStatus.FIRING and incident.id not in series.incidents:
                 series.incidents.append(incident.id)
+
+
+_SEVERITY_RANK = {Severity.NONE: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
+#: Services that must depend on a service before it counts as a shared dependency (see _weak_hub).
+HUB_DEPENDENTS = 4
 
 
 def incident_services(incident: Incident) -> set[str]:

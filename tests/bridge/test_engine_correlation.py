@@ -239,3 +239,31 @@ def test_expiring_a_silence_early_lets_its_firing_alert_page() -> None:
     assert engine.submit([alert("CPU")], 10) == []
     assert engine.expire_silence("s1", 100) == []
     assert kinds(engine.advance(101)) == [(100, "open")]
+
+
+def test_a_slow_burn_outage_joins_its_warning_incident_after_the_window() -> None:
+    """A fixed window has closed, but the service still fires there: its outage joins and raises the priority."""
+    engine = engine_with(topology(group_window="fixed", group_window_for=600), catalog=CATALOG, tiers={"db": 1})
+    warning = engine.submit([alert("DiskFilling", instance="db-1", service="db", severity="warning")], 0)
+    outage = engine.submit([alert("DiskFull", instance="db-1", service="db", severity="critical")], 1800)
+    assert [a.kind for a in outage] == [ActionKind.UPDATE]
+    assert outage[0].incident.id == warning[0].incident.id and outage[0].incident.priority == "P1"
+    # another service's alert still needs the window: it opens an incident of its own
+    other = engine.submit([alert("Errors", instance="api-a", service="api")], 1801)
+    assert [a.kind for a in other] == [OPEN] and other[0].incident.id != warning[0].incident.id
+
+
+HUB = Catalog.build(CatalogSettings(services=[
+    ServiceEntry(name="k8s", owner="team-platform", criticality=1),
+    *(ServiceEntry(name=f"app{i}", owner=f"team-{i}", criticality=3, depends_on=["k8s"]) for i in range(4)),
+]))
+
+
+@pytest.mark.parametrize(("hub_severity", "joined"), [("warning", False), ("critical", True)])
+def test_a_shared_dependency_known_only_from_warnings_pulls_nothing_in(hub_severity: str, joined: bool) -> None:
+    """Four services run on k8s: a k8s warning does not make an app's alert part of its incident; a critical does."""
+    engine = engine_with(topology(), catalog=HUB)
+    hub = engine.submit([alert("NodePressure", instance="node-1", service="k8s", severity=hub_severity)], 0)
+    app = engine.submit([alert("Errors", instance="app0-a", service="app0")], 10)
+    same = app[0].incident.id == hub[0].incident.id if app else True
+    assert same is joined
