@@ -5,10 +5,11 @@ group fires again within `reopen_window`. Topology grouping: an alert joins the 
 route whose services are connected to its own through the catalog's `depends_on` (within
 `topology_window` of the incident's start); an alert that connects several incidents merges them;
 the incident is routed to the owner of its probable root cause, the deepest failing dependency.
-Two refinements: a shared dependency many services run on links them only once it fails critically
-(a node warning does not gather every concurrent problem above it), and a service still firing in
-an incident keeps it open to that service's later alerts after the grouping window (a slow burn's
-outage joins the warning incident it grew from).
+Refinements: a link needs evidence, a critical alert on one side (two warnings on connected
+services are not enough), and a shared dependency many services run on links them only once it
+fails critically (a node warning does not gather every concurrent problem above it); a service
+still firing in an incident keeps it open to that service's later alerts after the grouping window
+(a slow burn's outage joins the warning incident it grew from).
 
 A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
 """
@@ -94,7 +95,7 @@ class GroupingMixin:
                     # outage its warning led to joins it, and raises its priority)
                     continue
                 if self._service_active(incident, neighbour, now, route.topology_window) and (
-                        neighbour == service or not self._weak_hub(incident, neighbour)):
+                        neighbour == service or self._strong_link(incident, neighbour, alert)):
                     found[inc_id] = incident
         if not found:
             labels = {"service": service}
@@ -139,14 +140,17 @@ class GroupingMixin:
             del self._open_groups[source.key]
         self.stats.merged += 1
 
-    def _weak_hub(self, incident: Incident, hub: str) -> bool:
-        """A shared dependency (HUB_DEPENDENTS or more services run on it) that the incident knows
-        only from non-critical alerts: too weak a link to pull another service's alerts in (a noisy
-        node warning would otherwise gather every concurrent problem above it)."""
-        if self.catalog.dependents(hub) < HUB_DEPENDENTS:
-            return False
-        return not any(a.service == hub and a.severity is Severity.CRITICAL and a.status is AlertStatus.FIRING
-                       for a in incident.alerts.values())
+    def _strong_link(self, incident: Incident, neighbour: str, alert: Alert) -> bool:
+        """Is the incident's failure on `neighbour` (a connected service) evidence enough to pull
+        `alert` in? Two warnings on connected services are not (each may be noise); a critical on
+        either side is, except through a shared dependency (HUB_DEPENDENTS or more services run on
+        it), which links its dependents only once it fails critically itself (a noisy node would
+        otherwise gather every concurrent problem above it)."""
+        critical_there = any(a.service == neighbour and a.severity is Severity.CRITICAL
+                             and a.status is AlertStatus.FIRING for a in incident.alerts.values())
+        if self.catalog.dependents(neighbour) >= HUB_DEPENDENTS:
+            return critical_there
+        return critical_there or alert.severity is Severity.CRITICAL
 
     @staticmethod
     def _still_fires(incident: Incident, alert: Alert) -> bool:

@@ -267,3 +267,15 @@ def test_a_shared_dependency_known_only_from_warnings_pulls_nothing_in(hub_sever
     app = engine.submit([alert("Errors", instance="app0-a", service="app0")], 10)
     same = app[0].incident.id == hub[0].incident.id if app else True
     assert same is joined
+
+
+@pytest.mark.parametrize(("first", "second", "joined"), [
+    ("warning", "warning", False), ("critical", "warning", True), ("warning", "critical", True)],
+    ids=["two-warnings-stay-apart", "critical-pulls-a-warning-in", "a-critical-joins-a-warning"])
+def test_a_topology_link_needs_a_critical_on_one_side(first: str, second: str, joined: bool) -> None:
+    """Warnings on two connected services may each be noise: they group only when one side is critical."""
+    engine = engine_with(topology(), catalog=CATALOG)
+    db = engine.submit([alert("Slow", instance="db-1", service="db", severity=first)], 0)
+    api = engine.submit([alert("Slow", instance="api-a", service="api", severity=second)], 10)
+    same = api[0].incident.id == db[0].incident.id if api else True
+    assert same is joined
