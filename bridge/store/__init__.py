@@ -5,6 +5,7 @@ backend. Backends with third-party dependencies (Redis) are imported from their 
 """
 
 from bridge.store.base import (
+    CommitHook,
     Delivery,
     DeliveryState,
     Journal,
@@ -16,7 +17,7 @@ from bridge.store.base import (
     action_to_dict,
     new_deliveries,
 )
-from bridge.store.sqlite import CommitHook, SQLiteStore
+from bridge.store.sqlite import SQLiteStore
 
 __all__ = [
     "CommitHook",

@@ -27,10 +27,12 @@ they run once, at startup, before the bridge serves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import orjson
 
 from bridge.model import (
     Action,
@@ -43,10 +45,12 @@ from bridge.model import (
 )
 
 __all__ = [
+    "CommitHook",
     "Delivery",
     "DeliveryState",
     "Journal",
     "JournalEntry",
+    "LazyAction",
     "NewDelivery",
     "Outbox",
     "Store",
@@ -195,6 +199,44 @@ def new_deliveries(action: Action) -> list[NewDelivery]:
 
 
 # ------------------------------------------------------------------------------ backends' shared parts
+
+#: Called on the event loop with each committed batch of journal entries, in seq order.
+CommitHook = Callable[[list[JournalEntry]], None]
+
+
+class LazyAction(Mapping[str, Any]):
+    """An outbox row's action JSON, decoded on first use (both backends' `Delivery.action`).
+
+    `due()` reads every head-of-line row, including ones already in flight that the dispatcher then
+    skips; decoding each large action there was the biggest single cost in the ingest profile.
+    """
+
+    __slots__ = ("_blob", "_data")
+
+    def __init__(self, blob: bytes) -> None:
+        self._blob = blob
+        self._data: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = orjson.loads(self._blob)
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        return self._decoded() == (dict(other) if isinstance(other, Mapping) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 
 def settle(hook: Any, entries: Sequence[JournalEntry], outcomes: Sequence[tuple[Any, Any, BaseException | None]],
            is_append: Any, log: Any) -> None:

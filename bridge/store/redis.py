@@ -108,10 +108,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import orjson
@@ -124,12 +122,8 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from bridge.errors import StoreUnavailable
-from bridge.lease import fenced_script
-from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery, settle
-
-# The lazily decoded action JSON is shared with the SQLite backend (it belongs in base.py; moving it
-# there is a change to that module, not this one).
-from bridge.store.sqlite import CommitHook, _LazyAction
+from bridge.store import redis_scripts as scripts
+from bridge.store.base import CommitHook, Delivery, DeliveryState, JournalEntry, LazyAction, NewDelivery, settle
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_TIMEOUT", "MIN_REDIS_VERSION", "RedisStore"]
 
@@ -153,166 +147,6 @@ _FIELDS: Final = ("idempotency_key", "sink", "incident_id", "revision", "kind", 
                   "attempts", "next_at", "created_at", "updated_at", "last_error")
 
 
-@dataclass(frozen=True, slots=True)
-class _Script:
-    name: str
-    source: str
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
-
-
-# ------------------------------------------------------------------------------------------ scripts
-
-_APPEND = _Script("append", """#!lua
---[[ Append entries to the journal under consecutive seqs, unless this writer is fenced off.
-KEYS[1] journal (STREAM)   KEYS[2] writers (HASH writer id -> fence token)
-ARGV[1] writer id          ARGV[2] the fence token this batch was sent with
-ARGV[3..] 4 per entry: at, kind, source, data (JSON)
-Returns {ID ("0-<seq>") of the first entry, `at` of the entry before it or ""}; the others follow
-it without a gap (one script runs alone). Times never go back along the journal: an entry whose
-`at` is below the previous entry's is written with the previous `at` (processes' clocks differ
-a little; the engine applies entries in seq order at their `at`). Returns the error FENCED,
-having written nothing, if ARGV[2] is not the writer's token any more: a batch the writer
-already gave up on, arriving late. ]]
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
-  return redis.error_reply('FENCED stale batch of writer ' .. ARGV[1])
-end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local floor = ''
-if last then
-  for j = 1, #last[2], 2 do
-    if last[2][j] == 'at' then floor = last[2][j + 1] end
-  end
-end
-local before = floor
-local first
-for i = 3, #ARGV, 4 do
-  local at = ARGV[i]
-  if floor ~= '' and tonumber(at) < tonumber(floor) then at = floor end
-  floor = at
-  local id = redis.call('XADD', KEYS[1], '0-*', 'at', at, 'kind', ARGV[i + 1],
-                        'source', ARGV[i + 2], 'data', ARGV[i + 3], 'writer', ARGV[1])
-  first = first or id
-end
-return {first, before}
-""")
-
-_ENQUEUE = _Script("enqueue", """#!lua
---[[ Insert new pending deliveries, due now; a known idempotency key is skipped.
-KEYS[1] delivery ids (STRING)   KEYS[2] idempotency keys (HASH key -> id)
-KEYS[3] heads (ZSET)            KEYS[4] counts (HASH state -> n)
-ARGV[1] delivery key prefix (the delivery's HASH is prefix .. id)   ARGV[2] now
-ARGV[3..] 7 per delivery: idempotency key, sink, incident id, revision, kind, action JSON, lane key
-Also writes each new delivery's HASH and its lane (ZSET; same prefix, same slot).
-Returns how many deliveries were new. ]]
-local prefix, now, new = ARGV[1], ARGV[2], 0
-for i = 3, #ARGV, 7 do
-  local key, lane = ARGV[i], ARGV[i + 6]
-  if redis.call('HEXISTS', KEYS[2], key) == 0 then
-    local id = redis.call('INCR', KEYS[1])
-    redis.call('HSET', KEYS[2], key, id)
-    redis.call('HSET', prefix .. id, 'idempotency_key', key, 'sink', ARGV[i + 1],
-               'incident_id', ARGV[i + 2], 'revision', ARGV[i + 3], 'kind', ARGV[i + 4],
-               'action', ARGV[i + 5], 'state', 'pending', 'attempts', '0', 'next_at', now,
-               'created_at', now, 'updated_at', now, 'last_error', '', 'lane', lane)
-    if redis.call('EXISTS', lane) == 0 then  -- the newest id heads only an empty lane
-      redis.call('ZADD', KEYS[3], now, id)
-    end
-    redis.call('ZADD', lane, id, id)
-    new = new + 1
-  end
-end
-if new > 0 then redis.call('HINCRBY', KEYS[4], 'pending', new) end
-return new
-""")
-
-_TRANSITION = _Script("transition", """#!lua
---[[ Move one delivery to another state, keeping its lane and the indexes in step.
-KEYS[1] the delivery (HASH)   KEYS[2] heads (ZSET)   KEYS[3] dead (ZSET)   KEYS[4] counts (HASH)
-ARGV[1] delivery key prefix (to read a lane's new head)   ARGV[2] delivery id
-ARGV[3] delivered | retry | dead | revive                  ARGV[4] now
-ARGV[5] retry: next_at; dead: error    ARGV[6] retry: error; dead: attempts to add (0 or 1)
-Also writes the delivery's lane, the ZSET named by its `lane` field (same prefix, same slot).
-Returns 1 if the delivery was pending (dead, for revive) and was moved, else 0. ]]
-local prefix, id, op, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if op ~= 'delivered' and op ~= 'retry' and op ~= 'dead' and op ~= 'revive' then
-  return redis.error_reply('unknown transition ' .. op)
-end
-local state, lane = unpack(redis.call('HMGET', KEYS[1], 'state', 'lane'))
-if state ~= (op == 'revive' and 'dead' or 'pending') then return 0 end
-if op == 'retry' then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HSET', KEYS[1], 'next_at', ARGV[5], 'last_error', ARGV[6], 'updated_at', now)
-  redis.call('ZADD', KEYS[2], 'XX', ARGV[5], id)  -- reschedules it only if it heads its lane
-  return 1
-end
-local old = redis.call('ZRANGE', lane, 0, 0)[1]
-if op == 'revive' then
-  redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', '0', 'next_at', now, 'updated_at', now)
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('ZADD', lane, id, id)
-  redis.call('HINCRBY', KEYS[4], 'dead', -1)
-  redis.call('HINCRBY', KEYS[4], 'pending', 1)
-else
-  if op == 'dead' then
-    redis.call('HINCRBY', KEYS[1], 'attempts', ARGV[6])
-    redis.call('HSET', KEYS[1], 'state', 'dead', 'last_error', ARGV[5], 'updated_at', now)
-    redis.call('ZADD', KEYS[3], id, id)
-  else
-    redis.call('HSET', KEYS[1], 'state', 'delivered', 'updated_at', now)
-  end
-  redis.call('ZREM', lane, id)
-  redis.call('HINCRBY', KEYS[4], 'pending', -1)
-  redis.call('HINCRBY', KEYS[4], op, 1)
-end
-local new = redis.call('ZRANGE', lane, 0, 0)[1]
-if new ~= old then  -- the lane has another head: move the heads entry to it
-  if old then redis.call('ZREM', KEYS[2], old) end
-  if new then redis.call('ZADD', KEYS[2], redis.call('HGET', prefix .. new, 'next_at'), new) end
-end
-return 1
-""")
-
-_DUE = _Script("due", """#!lua flags=no-writes
---[[ The due lane heads, oldest (lowest id) first. Sorts all due heads: O(h log h) for h due lanes.
-KEYS[1] heads (ZSET id by next_at)
-ARGV[1] now   ARGV[2] limit   ARGV[3] delivery key prefix   ARGV[4..] the fields to return
-Returns up to `limit` arrays {id, field values...}. ]]
-local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE')
-table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
-local out = {}
-for i = 1, math.min(#ids, tonumber(ARGV[2])) do
-  out[i] = redis.call('HMGET', ARGV[3] .. ids[i], unpack(ARGV, 4))
-  table.insert(out[i], 1, ids[i])
-end
-return out
-""")
-
-_DEAD_LETTERS = _Script("dead_letters", """#!lua flags=no-writes
---[[ Dead deliveries, newest (highest id) first.
-KEYS[1] dead (ZSET id by id)
-ARGV[1] offset   ARGV[2] limit (> 0)   ARGV[3] delivery key prefix   ARGV[4..] the fields to return
-Returns arrays {id, field values...}. ]]
-local offset = tonumber(ARGV[1])
-local ids = redis.call('ZRANGE', KEYS[1], offset, offset + tonumber(ARGV[2]) - 1, 'REV')
-local out = {}
-for i, id in ipairs(ids) do
-  out[i] = redis.call('HMGET', ARGV[3] .. id, unpack(ARGV, 4))
-  table.insert(out[i], 1, id)
-end
-return out
-""")
-
-#: The scripts a write batch calls inside MULTI (loaded at connect: EVALSHA cannot load them there).
-#: `_ENQUEUE` behind the partition lease's fence (bridge/lease.py): KEYS = [fence key, *its keys],
-#: ARGV = [token, *its args]; refused with FENCED, writing nothing, unless the token is the owner's.
-_ENQUEUE_FENCED = _Script("enqueue-fenced", fenced_script(_ENQUEUE.source))
-
-_WRITE_SCRIPTS: Final = (_APPEND, _ENQUEUE, _ENQUEUE_FENCED, _TRANSITION)
-
-
 # ---------------------------------------------------------------------------------------- operations
 
 class _Append:
@@ -327,7 +161,7 @@ class _Call:
 
     __slots__ = ("args", "future", "keys", "parse", "script")
 
-    def __init__(self, script: _Script, keys: Sequence[str], args: Sequence[Any],
+    def __init__(self, script: scripts.Script, keys: Sequence[str], args: Sequence[Any],
                  parse: Callable[[Any], Any], future: asyncio.Future[Any]) -> None:
         self.script, self.keys, self.args, self.parse, self.future = script, keys, args, parse, future
 
@@ -499,8 +333,8 @@ class RedisStore:
                      self.lane_key(sink, incident_id)]
         keys = [self._ids, self._keys, self._heads, self._counts]
         if fence is not None:
-            return self._call_nowait(_ENQUEUE_FENCED, [fence[0], *keys], [fence[1], *args], int)
-        return self._call_nowait(_ENQUEUE, keys, args, int)
+            return self._call_nowait(scripts.ENQUEUE_FENCED, [fence[0], *keys], [fence[1], *args], int)
+        return self._call_nowait(scripts.ENQUEUE, keys, args, int)
 
     async def mark_delivered(self, delivery_id: int, now: float) -> bool:
         """pending -> delivered. False if it was not pending."""
@@ -525,7 +359,7 @@ class RedisStore:
     async def _transition(self, delivery_id: int, op: str, now: float, *extra: Any) -> bool:
         keys = [self.key(self.DELIVERY, id=int(delivery_id)), self._heads, self._dead, self._counts]
         args = [self._delivery_prefix, int(delivery_id), op, _num(now), *extra]
-        return bool(await self._call_nowait(_TRANSITION, keys, args, bool))
+        return bool(await self._call_nowait(scripts.TRANSITION, keys, args, bool))
 
     # ----------------------------------------------------------------------------------- outbox reads
 
@@ -533,7 +367,7 @@ class RedisStore:
         """Due pending deliveries, oldest first, only the oldest pending one per (sink, incident)."""
         if limit <= 0:
             return []
-        rows = await self._script(_DUE, [self._heads], [_num(now), limit, self._delivery_prefix, *_FIELDS])
+        rows = await self._script(scripts.DUE, [self._heads], [_num(now), limit, self._delivery_prefix, *_FIELDS])
         return [_delivery(row) for row in rows]
 
     async def next_due_at(self) -> float | None:
@@ -545,7 +379,7 @@ class RedisStore:
         """Dead deliveries, newest first."""
         if limit <= 0:
             return []
-        rows = await self._script(_DEAD_LETTERS, [self._dead],
+        rows = await self._script(scripts.DEAD_LETTERS, [self._dead],
                                   [max(0, offset), limit, self._delivery_prefix, *_FIELDS])
         return [_delivery(row) for row in rows]
 
@@ -575,7 +409,7 @@ class RedisStore:
             self._task = asyncio.get_running_loop().create_task(self._write_loop(),
                                                                 name="alertbridge-redis-writer")
 
-    def _call_nowait(self, script: _Script, keys: Sequence[str], args: Sequence[Any],
+    def _call_nowait(self, script: scripts.Script, keys: Sequence[str], args: Sequence[Any],
                      parse: Callable[[Any], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._submit(_Call(script, keys, args, parse, future))
@@ -591,7 +425,7 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise self._unavailable("read failed", exc) from exc
 
-    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _script(self, script: scripts.Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a read-only script, loading it first if this Redis does not know it yet."""
         try:
             return await self._read(self._client.evalsha(script.sha, len(keys), *keys, *args))
@@ -713,7 +547,7 @@ class RedisStore:
             for op in run:
                 assert isinstance(op, _Append)
                 args += [_num(op.at), op.kind, op.source, op.blob]
-            pipe.evalsha(_APPEND.sha, 2, self._journal, self._writers, *args)
+            pipe.evalsha(scripts.APPEND.sha, 2, self._journal, self._writers, *args)
             commands.append(run.copy())
             run.clear()
 
@@ -759,7 +593,7 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         pipe.info("server")
         pipe.info("persistence")
-        for script in _WRITE_SCRIPTS:  # EVALSHA inside MULTI cannot load a script: load them now
+        for script in scripts.WRITE_SCRIPTS:  # EVALSHA inside MULTI cannot load a script: load them now
             pipe.script_load(script.source)
         pipe.hset(self._writers, self._writer_id, token)
         pipe.xrevrange(self._journal, "+", "-", count=1)
@@ -787,7 +621,7 @@ class RedisStore:
 
     async def _load_scripts(self) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for script in _WRITE_SCRIPTS:
+        for script in scripts.WRITE_SCRIPTS:
             pipe.script_load(script.source)
         await pipe.execute()
 
@@ -847,6 +681,6 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     (id_, key, sink, incident_id, revision, kind, action, state, attempts, next_at, created_at,
      updated_at, last_error) = row
     return Delivery(int(id_), key.decode(), sink.decode(), incident_id.decode(), int(revision), kind.decode(),
-                    _LazyAction(action),  # type: ignore[arg-type]  # a read-only Mapping, decoded on use
+                    LazyAction(action),  # type: ignore[arg-type]  # a read-only Mapping, decoded on use
                     DeliveryState(state.decode()), int(attempts), float(next_at), float(created_at),
                     float(updated_at), last_error.decode())

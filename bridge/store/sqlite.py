@@ -47,7 +47,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,7 +55,7 @@ import orjson
 import structlog
 
 from bridge.errors import StoreUnavailable
-from bridge.store.base import Delivery, DeliveryState, JournalEntry, NewDelivery, settle
+from bridge.store.base import CommitHook, Delivery, DeliveryState, JournalEntry, LazyAction, NewDelivery, settle
 
 __all__ = ["DB_FILENAME", "DEFAULT_MAX_BATCH", "CommitHook", "JournalMissing", "SQLiteStore", "read_journal"]
 
@@ -66,7 +66,6 @@ DEFAULT_MAX_BATCH: Final = 1000
 _PAGE: Final = 1000
 _SCHEMA_VERSION: Final = 1
 
-CommitHook = Callable[[list[JournalEntry]], None]
 
 _log = structlog.get_logger("alertbridge.store")
 
@@ -457,43 +456,10 @@ class SQLiteStore:
         settle(self.on_commit, entries, items, lambda op: isinstance(op, _Append), _log)
 
 
-class _LazyAction(Mapping[str, Any]):
-    """An outbox row's action JSON, decoded on first use.
-
-    `due()` reads every head-of-line row, including ones already in flight that the dispatcher then
-    skips; decoding each large action there was the biggest single cost in the ingest profile.
-    """
-
-    __slots__ = ("_blob", "_data")
-
-    def __init__(self, blob: bytes) -> None:
-        self._blob = blob
-        self._data: dict[str, Any] | None = None
-
-    def _decoded(self) -> dict[str, Any]:
-        if self._data is None:
-            self._data = orjson.loads(self._blob)
-        return self._data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._decoded()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decoded())
-
-    def __len__(self) -> int:
-        return len(self._decoded())
-
-    def __eq__(self, other: object) -> bool:
-        return self._decoded() == (dict(other) if isinstance(other, Mapping) else other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     (id_, key, sink, incident_id, revision, kind, action, state, attempts, next_at, created_at,
      updated_at, last_error) = row
-    return Delivery(id_, key, sink, incident_id, revision, kind, _LazyAction(action),  # type: ignore[arg-type]
+    return Delivery(id_, key, sink, incident_id, revision, kind, LazyAction(action),  # type: ignore[arg-type]
                     DeliveryState(state), attempts, next_at, created_at, updated_at, last_error)
 
 
