@@ -56,12 +56,11 @@ from bridge.store.base import new_deliveries
 from bridge.store.redis import RedisStore
 from bridge.wiring import build_engine
 
-__all__ = ["PARTITION", "DistributedRuntime"]
+__all__ = ["DEFAULT", "DistributedRuntime"]
 
 log = get_logger("alertbridge.distributed")
 
-DEFAULT = "default"
-PARTITION = DEFAULT  # the partition of a deployment without partition_label
+DEFAULT = "default"  # the partition of alerts whose label names no listed partition (and of every alert without partition_label)
 #: Longest an API call waits for its own journal entry to reach this process's engines.
 APPLY_WAIT = 10.0
 
@@ -73,8 +72,8 @@ class Cell:
     name: str
     journal: RedisStore
     engine: Engine
-    applier: Applier
     lease: PartitionLease
+    applier: Applier = field(init=False)  # set once the cell exists: its owner-only enqueue needs it
     applied_seq: int = 0
     owner: bool = False
     token: int | None = None
@@ -106,7 +105,7 @@ class DistributedRuntime(Runtime):
         for name in self._names:
             engine = self.engine if name == DEFAULT else build_engine(self.settings, name)
             journal = RedisStore(r.url, prefix=r.prefix if name == DEFAULT else f"{r.prefix}:{name}")
-            cell = Cell(name, journal, engine, Applier(engine, self.sources, lambda _: None),
+            cell = Cell(name, journal, engine,
                         PartitionLease(self._redis, name, self.holder, ttl=r.lease_ttl, prefix=r.prefix))
             cell.applier = Applier(engine, self.sources, self._owner_actions(cell), keep=self._keep(name))
             self.cells[name] = cell
@@ -249,11 +248,6 @@ class DistributedRuntime(Runtime):
             if not any(c.owner for c in self.cells.values()):
                 await self._stop_delivering()
         return lost
-
-    @property
-    def owner(self) -> bool:
-        """Owns at least one partition."""
-        return any(cell.owner for cell in self.cells.values())
 
     async def _enqueue_all(self, cell: Cell, token: int) -> tuple[int, int]:
         """Replay the partition's journal into a scratch engine and enqueue all it emits (keys make
