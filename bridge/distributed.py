@@ -60,7 +60,8 @@ __all__ = ["DEFAULT", "DistributedRuntime"]
 
 log = get_logger("alertbridge.distributed")
 
-DEFAULT = "default"  # the partition of alerts whose label names no listed partition (and of every alert without partition_label)
+#: The partition of alerts whose label names no listed partition (of every alert without partition_label).
+DEFAULT = "default"
 #: Longest an API call waits for its own journal entry to reach this process's engines.
 APPLY_WAIT = 10.0
 
