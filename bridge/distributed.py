@@ -277,7 +277,7 @@ class DistributedRuntime(Runtime):
     async def _start_delivering(self) -> None:
         if self.dispatcher is not None:
             return
-        from bridge.dispatch.rq_jobs import RQDispatcher
+        from bridge.dispatch.rq_dispatcher import RQDispatcher
 
         d = self.settings.dispatch
         policy = RetryPolicy(initial=d.initial_backoff, max_delay=d.max_backoff, max_attempts=d.max_attempts,

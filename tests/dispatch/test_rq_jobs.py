@@ -1,4 +1,4 @@
-"""Tests of bridge/dispatch/rq_jobs.py: a real redis-server, real RQ workers, a fake HTTP receiver.
+"""Tests of bridge/dispatch/rq_jobs.py and rq_dispatcher.py: a real redis-server, real RQ workers, a fake HTTP receiver.
 
 The bridge's side (the owner's RedisStore and the RQDispatcher) lives on an event loop in a thread
 (`OwnerLoop`), because RQ's workers need the test's main thread: `SimpleWorker.work(burst=True)`
@@ -26,7 +26,8 @@ from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
 
 from bridge.dispatch import RetryPolicy, rq_jobs
-from bridge.dispatch.rq_jobs import CONFIG_ENV, RQDispatcher, job_id
+from bridge.dispatch.rq_dispatcher import RQDispatcher
+from bridge.dispatch.rq_jobs import CONFIG_ENV, job_id
 from bridge.errors import StoreUnavailable
 from bridge.model import Action, ActionKind
 from bridge.store import Delivery, DeliveryState, NewDelivery, new_deliveries
