@@ -363,7 +363,7 @@ def _span(seconds: float) -> str:
 
 def _days(days: Sequence[str]) -> str:
     """Weekday names as `mon-fri`, `sat,sun` or `mon,wed`."""
-    from bridge.pools import WEEKDAYS
+    from bridge.oncall import WEEKDAYS
 
     picked = sorted(WEEKDAYS.index(day) for day in dict.fromkeys(days))
     if len(picked) > 2 and picked == list(range(picked[0], picked[-1] + 1)):

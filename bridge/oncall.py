@@ -90,13 +90,18 @@ from bridge.plugins import Duration
 
 __all__ = [
     "OVERRIDE",
+    "WEEKDAYS",
+    "Clock",
+    "ClockOrMidnight",
     "LayerSettings",
     "OverrideSettings",
     "RestrictionSettings",
     "Schedule",
     "ScheduleSettings",
     "Shift",
+    "Weekday",
     "describe",
+    "minutes_of",
     "schedule_problems",
     "zone_info",
 ]
@@ -108,7 +113,7 @@ _DAY = 86400.0
 _MAX_GAPS = 5  # schedule_problems lists this many gaps, then counts the rest
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)  # in date.weekday() order
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)  # in date.weekday() order
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -135,7 +140,7 @@ ClockOrMidnight = Annotated[str, AfterValidator(_clock_or_midnight)]
 Member = Annotated[str, Field(min_length=1)]
 
 
-def _minutes(clock: str) -> int:
+def minutes_of(clock: str) -> int:
     """`HH:MM` (validated) -> minutes after midnight."""
     return int(clock[:2]) * 60 + int(clock[3:])
 
@@ -169,7 +174,7 @@ class _Model(BaseModel):
 class RestrictionSettings(_Model):
     """A weekly window, in local time, in which a layer is on call (e.g. business hours)."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(_WEEKDAYS), min_length=1,
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1,
                                 description="Days the window opens on (monday..sunday; default: every day).")
     start: Clock = Field(description="Local time the window opens (HH:MM).")
     end: ClockOrMidnight = Field(description="Local time the window closes (HH:MM; 24:00 is midnight). When it "
@@ -309,21 +314,21 @@ class _Layer:
         self._zone = zone
         self._members = tuple(settings.members)
         self._start = settings.start
-        self._handoff = _minutes(settings.handoff)
+        self._handoff = minutes_of(settings.handoff)
         self.first = _wall(settings.start, self._handoff, zone)
         self._elapsed: float | None = None  # the shift length, when it is elapsed time
         self._step_days = self._first_days = 1  # otherwise: the shift length in calendar days, and the first's
         match settings.rotation, settings.length:
             case "weekly", _:
                 self._step_days = 7
-                self._first_days = (_WEEKDAYS.index(settings.handoff_day) - settings.start.weekday() - 1) % 7 + 1
+                self._first_days = (WEEKDAYS.index(settings.handoff_day) - settings.start.weekday() - 1) % 7 + 1
             case "custom", float(length) if length % _DAY:
                 self._elapsed = length
             case "custom", float(length):
                 self._step_days = self._first_days = int(length // _DAY)
         self._windows = tuple(
-            _Window(frozenset(_WEEKDAYS.index(day) for day in window.days), _minutes(window.start),
-                    _minutes(window.end) + (1440 if _minutes(window.end) <= _minutes(window.start) else 0))
+            _Window(frozenset(WEEKDAYS.index(day) for day in window.days), minutes_of(window.start),
+                    minutes_of(window.end) + (1440 if minutes_of(window.end) <= minutes_of(window.start) else 0))
             for window in settings.restrict
         )
         count = len(self._members)

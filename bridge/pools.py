@@ -39,7 +39,17 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.model import Alert, Recipient
-from bridge.oncall import OverrideSettings, Schedule, ScheduleSettings, zone_info
+from bridge.oncall import (
+    WEEKDAYS,
+    Clock,
+    ClockOrMidnight,
+    OverrideSettings,
+    Schedule,
+    ScheduleSettings,
+    Weekday,
+    minutes_of,
+    zone_info,
+)
 from bridge.plugins import Duration
 from bridge.routing import Matcher, matcher_problems, parse_matcher
 
@@ -58,26 +68,20 @@ __all__ = [
     "WorkingHours",
 ]
 
-PRIORITY = r"^P[1-9]$"
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-
-
 def _weekdays() -> list[Weekday]:
-    return ["monday", "tuesday", "wednesday", "thursday", "friday"]
+    return list(WEEKDAYS[:5])
 
 
 class WorkingHours(_Model):
     days: list[Weekday] = Field(default_factory=_weekdays, description="Weekdays these hours apply to.")
-    start: str = Field("09:00", pattern=_HHMM, description="Start, HH:MM local time.")
-    end: str = Field("17:00", pattern=_HHMM, description="End, HH:MM local time (24:00: midnight).")
+    start: Clock = Field("09:00", description="Start, HH:MM local time.")
+    end: ClockOrMidnight = Field("17:00", description="End, HH:MM local time (24:00: midnight).")
 
 
 class MemberSettings(_Model):
@@ -203,11 +207,6 @@ def _check_priorities(values: Iterable[str], what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- compiled form
-
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -506,7 +505,7 @@ class PoolDirectory:
 
 
 def _member(settings: MemberSettings) -> Member:
-    hours = tuple((frozenset(WEEKDAYS.index(d) for d in h.days), _minutes(h.start), _minutes(h.end))
+    hours = tuple((frozenset(WEEKDAYS.index(d) for d in h.days), minutes_of(h.start), minutes_of(h.end))
                   for h in settings.working_hours)
     handles = {str(channel): handle for channel, handle in settings.contacts.items()}
     return Member(settings.name, handles, tuple(settings.notify), settings.quota, ZoneInfo(settings.time_zone), hours,
