@@ -86,7 +86,7 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
 
 def config_reference() -> str:
     from bridge.oncall import LayerSettings, OverrideSettings, RestrictionSettings, ScheduleSettings
-    from bridge.pools import (
+    from bridge.pool_settings import (
         AssignmentRuleSettings,
         AssignmentSettings,
         EscalationPolicySettings,

@@ -25,7 +25,7 @@ from bridge.errors import ConfigError
 from bridge.model import Severity
 from bridge.oncall import ScheduleSettings
 from bridge.plugins import SINKS, SOURCES, Duration, parse_duration
-from bridge.pools import AssignmentSettings, EscalationPolicySettings, PoolSettings, SlaSettings
+from bridge.pool_settings import AssignmentSettings, EscalationPolicySettings, PoolSettings, SlaSettings
 from bridge.priority import ITIL_MATRIX, LEVELS
 
 __all__ = [
@@ -396,7 +396,7 @@ def _cross_check(settings: Any) -> list[str]:
         except ValueError as err:
             problems.append(f"inhibit_rules[{i}].{err}" if ":" in str(err) else f"inhibit_rules[{i}]: {err}")
     if settings.pools or settings.schedules or settings.escalation_policies:
-        from bridge.pools import pool_problems
+        from bridge.pool_settings import pool_problems
 
         problems.extend(pool_problems(settings, time.time()))
     redis = settings.redis

@@ -12,13 +12,8 @@ from bridge.catalog import Catalog, ServiceEntry
 from bridge.engine import Engine, EngineConfig
 from bridge.model import Action
 from bridge.oncall import ScheduleSettings
-from bridge.pools import (
-    AssignmentSettings,
-    EscalationPolicySettings,
-    PoolDirectory,
-    PoolSettings,
-    SlaSettings,
-)
+from bridge.pool_settings import AssignmentSettings, EscalationPolicySettings, PoolSettings, SlaSettings
+from bridge.pools import PoolDirectory
 from bridge.routing import Route
 from correlators.dedup import DedupStage
 from tests.bridge.conftest import alert, play, policy, resolved, route

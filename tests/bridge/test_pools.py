@@ -1,5 +1,5 @@
-"""Tests of bridge/pools.py: check-config's pool problems (as `path: reason`), which pool an incident goes to
-(`PoolDirectory.decide`) and which member gets it (`PoolDirectory.choose`)."""
+"""Tests of bridge/pools.py and bridge/pool_settings.py: check-config's pool problems (as `path: reason`),
+which pool an incident goes to (`PoolDirectory.decide`) and which member gets it (`PoolDirectory.choose`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,8 @@ import bridge.settings
 from bridge.cli import main
 from bridge.errors import ConfigError
 from bridge.oncall import ScheduleSettings
-from bridge.pools import (
-    AssignmentSettings,
-    PoolDecision,
-    PoolDirectory,
-    PoolSettings,
-    SlaSettings,
-)
+from bridge.pool_settings import AssignmentSettings, PoolSettings, SlaSettings
+from bridge.pools import PoolDecision, PoolDirectory
 from bridge.settings import validate_settings
 from tests.bridge.conftest import alert
 
