@@ -21,6 +21,7 @@ import orjson
 
 from bridge import __version__
 from bridge.errors import ConfigError
+from bridge.plugins import format_duration
 from bridge.settings import DEFAULT_CONFIG_PATH, load_settings, with_catalog
 
 __all__ = ["main"]
@@ -352,15 +353,6 @@ def _since(text: str, until: float) -> float:
                          "epoch seconds)") from None
 
 
-def _span(seconds: float) -> str:
-    """A timeout as people write it: 90s, 5m, 2h, 1h30m."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
-    return text or "0s"
-
-
 def _days(days: Sequence[str]) -> str:
     """Weekday names as `mon-fri`, `sat,sun` or `mon,wed`."""
     from bridge.oncall import WEEKDAYS
@@ -458,11 +450,11 @@ def _tier_one_lines(directory: Any, pool: Any, on_call: list[str], at: float) ->
             else "nobody is paged"
         lines.append(f"tier {tier.name} now: pages nobody ({'; '.join(missing)}), so {onward}")
         return lines
-    by_priority = ", ".join(f"{p}: {_span(t)}" for p, t in sorted(tier.timeouts.items()))
+    by_priority = ", ".join(f"{p}: {format_duration(t)}" for p, t in sorted(tier.timeouts.items()))
     by_priority = f" ({by_priority})" if by_priority else ""
     following = (f"tier {policy.tiers[1].name}" if tiers > 1 else f"tier {tier.name} again" if policy.repeat
                  else None)
-    after = (f"; unacknowledged, escalates to {following} after {_span(tier.timeout)}{by_priority}"
+    after = (f"; unacknowledged, escalates to {following} after {format_duration(tier.timeout)}{by_priority}"
              if following else "")
     lines.append(f"tier {tier.name} now: pages {', '.join(targets)}{after}")
     return lines

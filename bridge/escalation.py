@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.incidents import Incident
 from bridge.model import Action, ActionKind, AlertStatus, IncidentStatus
 from bridge.oncall import OverrideSettings
+from bridge.plugins import format_duration
 from bridge.pools import Policy, PoolDirectory
 from bridge.timers import ESCALATE as _ESCALATE
 from bridge.timers import SLA as _SLA
@@ -35,15 +36,6 @@ __all__ = ["REPEAT_WINDOW", "EscalationMixin"]
 #: An incident whose key resolved less than this long before it opens again is a repeat incident.
 REPEAT_WINDOW = 7 * 86400.0
 _TARGET_WORDS = {"acknowledge": "time-to-acknowledge", "resolve": "time-to-resolve"}
-
-
-def _span(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
 
 
 class EscalationMixin:
@@ -171,7 +163,7 @@ class EscalationMixin:
                 and now - previous.resolved_at <= REPEAT_WINDOW):
             incident.repeat_of = previous.id
             incident.record(now, "repeat", "engine", f"the same incident key resolved "
-                            f"{_span(now - previous.resolved_at)} ago ({previous.id})", previous=previous.id)
+                            f"{format_duration(now - previous.resolved_at)} ago ({previous.id})", previous=previous.id)
 
     def _pool_opened(self, incident: Incident, now: float, actions: list[Action]) -> None:
         """After the page: SLA timers, and escalate at once when tier 1 had nobody to page."""
@@ -330,7 +322,7 @@ class EscalationMixin:
             return
         index = incident.escalation_level - 1
         tier = policy.tiers[index]
-        why = f"not acknowledged within {_span(tier.timeout_for(incident.priority))} at tier {tier.name}"
+        why = f"not acknowledged within {format_duration(tier.timeout_for(incident.priority))} at tier {tier.name}"
         self._escalate(incident, policy, index, incident.escalation_cycle, due, actions, why)
 
     def _stop_escalation(self, incident: Incident, now: float, why: str) -> None:
@@ -379,7 +371,7 @@ class EscalationMixin:
         incident.sla_sent.add((target, phase))
         targets = self.pools.sla.get(incident.priority) or (None, None)
         length = targets[0] if target == "acknowledge" else targets[1]
-        words = f"the {_span(length or 0)} {_TARGET_WORDS[target]} target for {incident.priority}"
+        words = f"the {format_duration(length or 0)} {_TARGET_WORDS[target]} target for {incident.priority}"
         key = (incident.pool or "", incident.priority, target)
         if phase == "warning":
             reason = f"{round(self.pools.warn_at * 100)}% of {words} has passed"

@@ -40,6 +40,7 @@ __all__ = [
     "StageContext",
     "Verdict",
     "VerdictKind",
+    "format_duration",
     "parse_duration",
     "register_sink",
     "register_source",
@@ -81,6 +82,15 @@ def parse_duration(value: Any) -> float:
             raise ValueError("must not be negative")
         return number
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as people write a duration, the inverse of `parse_duration`: 45s, 5m, 2h, 1h30m, 1m30s."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

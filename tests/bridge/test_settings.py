@@ -365,3 +365,12 @@ def test_validate_settings_reads_the_given_env_only() -> None:
     raw = {"sinks": [{"name": "${NAME:-fallback}", "type": "log"}]}
     assert validate_settings(raw, {"NAME": "given"}).sinks[0].name == "given"
     assert validate_settings(raw, {}).sinks[0].name == "fallback"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (90, "1m30s"), (300, "5m"), (7200, "2h"),
+                                               (5400, "1h30m"), (86400, "24h")])
+def test_format_duration_writes_what_parse_duration_reads(seconds: float, text: str) -> None:
+    """format_duration writes durations as people do, and parse_duration reads them back."""
+    from bridge.plugins import format_duration, parse_duration
+
+    assert format_duration(seconds) == text and parse_duration(text) == seconds
