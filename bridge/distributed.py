@@ -219,9 +219,7 @@ class DistributedRuntime(Runtime):
         data = {"body": body.decode("utf-8", errors="replace")}
         for name in names:
             await self._append(self.cells[name], ENTRY_WEBHOOK, source.name, data, now, wait=False)
-        self.metrics.alerts.labels(source.name).inc(len(parsed.alerts))
-        if parsed.truncated:
-            self.metrics.truncated.labels(source.name).inc(parsed.truncated)
+        self._accepted(source, parsed)
         return parsed
 
     # ------------------------------------------------------------------------------ owning

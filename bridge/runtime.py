@@ -170,11 +170,15 @@ class Runtime:
         except BaseException:
             self.applier.forget(source.name, now, data)
             raise
+        self._accepted(source, parsed)
+        return parsed
+
+    def _accepted(self, source: Source, parsed: Parsed) -> None:
+        """Count an accepted webhook's alerts (and what its sender truncated away)."""
         self.metrics.alerts.labels(source.name).inc(len(parsed.alerts))
         if parsed.truncated:
             self.metrics.truncated.labels(source.name).inc(parsed.truncated)
             log.warning("sender truncated alerts", source=source.name, truncated=parsed.truncated)
-        return parsed
 
     async def acknowledge(self, incident_id: str, by: str) -> dict[str, Any]:
         incident = self._incident(incident_id)
