@@ -46,6 +46,7 @@ import orjson
 
 from bridge.errors import AuthFailed, PayloadInvalid
 from bridge.links import LinkAction
+from bridge.payload import optional_str
 
 __all__ = [
     "ACTION_IDS",
@@ -159,14 +160,14 @@ def parse_interaction(body: bytes) -> SlackInteraction:
     if not isinstance(user, dict):
         raise PayloadInvalid("payload.user", "missing: the interacting user is required")
     user_id = _text(user, "id", "payload.user.id")
-    user_name = _optional_text(user, "username", "payload.user.username") or _optional_text(
+    user_name = optional_str(user, "username", "payload.user.username") or optional_str(
         user, "name", "payload.user.name"
     ) or user_id
 
     team = payload.get("team")
     if team is not None and not isinstance(team, dict):
         raise PayloadInvalid("payload.team", "must be an object or null")
-    team_id = (_optional_text(team, "id", "payload.team.id") if team else None) or _optional_text(
+    team_id = (optional_str(team, "id", "payload.team.id") if team else None) or optional_str(
         user, "team_id", "payload.user.team_id"
     )
     if not team_id:
@@ -188,7 +189,7 @@ def parse_interaction(body: bytes) -> SlackInteraction:
     incident_id = _text(first, "value", "payload.actions[0].value")
     action_ts = _text(first, "action_ts", "payload.actions[0].action_ts")
 
-    response_url = _optional_text(payload, "response_url", "payload.response_url")
+    response_url = optional_str(payload, "response_url", "payload.response_url")
     if response_url is not None and not response_url.startswith("https://"):
         raise PayloadInvalid("payload.response_url", "must be an https URL")
 
@@ -248,19 +249,9 @@ def _payload_json(body: bytes) -> object:
         raise PayloadInvalid("payload", "not valid JSON") from None
 
 
-def _optional_text(obj: dict[str, Any], key: str, field: str) -> str | None:
-    """`obj[key]` when it is a string, None when absent or null; `PayloadInvalid` for another type."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadInvalid(field, f"must be a string, got {type(value).__name__}")
-    return value
-
-
 def _text(obj: dict[str, Any], key: str, field: str) -> str:
     """`obj[key]` as a non-empty string; `PayloadInvalid` naming `field` otherwise."""
-    value = _optional_text(obj, key, field)
+    value = optional_str(obj, key, field)
     if not value:
         raise PayloadInvalid(field, "missing")
     return value

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from bridge.errors import PayloadInvalid
 from bridge.model import Link, Severity, parse_time
+from bridge.payload import kind, optional_str  # re-exported: sources import the model layer from here
 from bridge.plugins import (
     SourceConfig,
     parse_duration,
@@ -77,21 +78,6 @@ def dump_json(value: Any, field: str) -> str:
         raise PayloadInvalid(field, "is nested too deeply") from None
 
 
-def kind(value: Any) -> str:
-    """The JSON kind of a decoded value, as error messages name it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def join_path(prefix: str, part: str | int) -> str:
     """`join_path("alerts", 3) == "alerts[3]"`, `join_path("alerts[3]", "labels") == "alerts[3].labels"`."""
     if isinstance(part, int):
@@ -139,16 +125,6 @@ def string_map(value: Any, field: str, *, nested: Literal["reject", "json"] = "r
             text = dump_json(item, join_path(field, key))
         out[key] = text
     return out
-
-
-def optional_str(obj: Mapping[str, Any], key: str, field: str) -> str | None:
-    """`obj[key]` when it is a string; None when absent or null; PayloadInvalid for other kinds."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadInvalid(field, f"must be a string, got {kind(value)}")
-    return value
 
 
 # ------------------------------------------------------------------------------------------- times
