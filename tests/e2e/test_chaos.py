@@ -97,6 +97,12 @@ def owner_pid(r: redis.Redis) -> int | None:
     return int(holder.split(":")[1])
 
 
+def _other_owner(r: redis.Redis, pids: dict[int, Server], dead_port: int) -> Server | None:
+    """The live owner if it is not the replica on `dead_port`; the lease is read once."""
+    owner = pids.get(owner_pid(r) or 0)
+    return owner if owner is not None and owner.port != dead_port else None
+
+
 def replay(config: dict[str, Any], redis_url: str) -> tuple[Any, list[Any]]:
     """A single process applying the journal in order: its engine and every action it emitted."""
     settings = validate_settings(config)
@@ -135,7 +141,7 @@ def test_chaos(tmp_path: Path, receiver: Receiver) -> None:
             worker()
             worker()
             pids = {p.proc.pid: p for p in procs if p.proc}
-            wait_until(lambda: owner_pid(r) in pids or None, 15, "a partition owner")
+            wait_until(lambda: pids.get(owner_pid(r) or 0), 15, "a partition owner")
 
             load = Load(list(procs))
             load.start()
@@ -143,12 +149,12 @@ def test_chaos(tmp_path: Path, receiver: Receiver) -> None:
             for round_ in range(2):  # SIGKILL the owner twice; restart it as a fresh replica
                 progress = (round_ + 1) * ALERTS // 4
                 wait_until(lambda n=progress: len(load.accepted) > n or None, 60, "load progress")  # type: ignore[misc]
-                victim = pids[owner_pid(r)]  # type: ignore[index]
+                # the lease may be between holders at any instant: read it once per look
+                victim = wait_until(lambda: pids.get(owner_pid(r) or 0), LEASE_TTL * 6, "the current owner")
                 killed_at = time.monotonic()
                 victim.stop(signal.SIGKILL)
                 dead = victim.port
-                wait_until(lambda d=dead: (owner_pid(r) in pids and pids[owner_pid(r)].port != d) or None,  # type: ignore[misc, index]
-                           LEASE_TTL * 6, "a new owner")
+                wait_until(lambda d=dead: _other_owner(r, pids, d), LEASE_TTL * 6, "a new owner")  # type: ignore[misc]
                 takeovers.append(time.monotonic() - killed_at)
                 replacement = Server(config, tmp_path / f"replica-{len(procs)}").start()
                 procs.append(replacement)
