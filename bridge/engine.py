@@ -277,7 +277,12 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             self._track_firing(alert, now)
         if alert.status is AlertStatus.FIRING:
             self._schedule_expiry(series)
-            if prev is None or prev.status is AlertStatus.RESOLVED:
+            refired = (prev is not None and prev.status is AlertStatus.FIRING
+                       and alert.starts_at > prev.starts_at and series.hold_until is not None and not series.pending)
+            if prev is None or prev.status is AlertStatus.RESOLVED or refired:
+                # `refired`: a held alert that fires with a later start than the episode we saw (the
+                # sender, between two group_interval ticks, hid its resolve): a new episode, which
+                # counts for flap detection and is held from its own start
                 series.fired_at = now
                 starts = self._episodes.setdefault(condition_key(alert), [])
                 starts.append(now)
@@ -367,6 +372,11 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
         due, reason = self._hold_due(series, routes[0], now)
         pending = due > now
         if pending and not routes[0].group_held:
+            joined = self._join_paged(series, routes[0], now, touched)
+            if joined is not None:
+                series.hold_until = None
+                series.incidents = [joined.id]
+                return
             self._hold(series, due, reason)  # routed again when the hold ends
             return
         series.hold_until = None

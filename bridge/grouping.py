@@ -9,7 +9,10 @@ Refinements: a link needs evidence, a critical alert on one side (two warnings o
 services are not enough), and a shared dependency many services run on links them only once it
 fails critically (a node warning does not gather every concurrent problem above it); a service
 still firing in an incident keeps it open to that service's later alerts after the grouping window
-(a slow burn's outage joins the warning incident it grew from).
+(a slow burn's outage joins the warning incident it grew from); a fixed window starts again at the
+incident's first critical alert (the outage gathers its symptoms); a cause does not come after its
+symptoms (`_could_follow`: a failure below an incident that began earlier is a new incident); and an
+alert still held back joins at once a paged incident where its service already fires (`_join_paged`).
 
 A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
 """
@@ -66,6 +69,8 @@ class GroupingMixin:
 
     def _attach(self, incident: Incident, alert: Alert, route: Route, now: float) -> None:
         incident.alerts[alert.identity] = alert
+        if alert.severity is Severity.CRITICAL and incident.critical_at is None:
+            incident.critical_at = now
         self._index(incident, alert, route)
 
     def _topology_incident(self, route: Route, alert: Alert, now: float, touched: dict[str, Incident]) -> Incident:
@@ -95,7 +100,8 @@ class GroupingMixin:
                     # outage its warning led to joins it, and raises its priority)
                     continue
                 if self._service_active(incident, neighbour, now, route.topology_window) and (
-                        neighbour == service or self._strong_link(incident, neighbour, alert)):
+                        neighbour == service or self._strong_link(incident, neighbour, alert)) and (
+                        self._could_follow(incident, alert, series.fired_at)):
                     found[inc_id] = incident
         if not found:
             labels = {"service": service}
@@ -106,6 +112,30 @@ class GroupingMixin:
             self._merge(other, target, alert, now)
             touched[other.id] = other
         return target
+
+    def _join_paged(self, series: Any, route: Route, now: float, touched: dict[str, Incident]) -> Incident | None:
+        """The paged, open incident a held alert joins at once, if its service already fires there.
+
+        The hold keeps a lone alert from paging; an alert on a service that is already part of a
+        paged incident pages nobody anew, it adds to what the responders see (an OOM kill during the
+        memory leak they are working on), so it joins without waiting.
+        """
+        alert = series.alert
+        if not route.topology or not alert.service:
+            return None
+        for inc_id in sorted(self._topology.get((route.name, alert.service), ())):
+            incident = self.incidents[inc_id]
+            if incident.status is IncidentStatus.RESOLVED or not incident.opened:
+                continue
+            if not any(a.service == alert.service and a.status is AlertStatus.FIRING for a in incident.alerts.values()):
+                continue
+            incident.record(now, "alert added", f"route:{route.name}",
+                            f"matched route {route.name}; {alert.service} already fires in this paged incident, "
+                            "so it joins without waiting for its hold", alert=alert.key, service=alert.service)
+            self._attach(incident, alert, route, now)
+            touched[incident.id] = incident
+            return incident
+        return None
 
     def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
         """Move every alert of `source` into `target`; `source` resolves as merged."""
@@ -152,6 +182,20 @@ class GroupingMixin:
             return critical_there
         return critical_there or alert.severity is Severity.CRITICAL
 
+    def _could_follow(self, incident: Incident, alert: Alert, fired_at: float) -> bool:
+        """Can `alert` belong to the incident, causally? A failure does not cause what began before
+        it: an incident that was already failing (CAUSE_SLACK earlier) takes the alert only if the
+        alert's service is among its services or depends on one of them (a symptom of it), not
+        when the alert is on something its services depend on (a new, separate cause: a node
+        failing under a service with a memory leak does not explain the leak)."""
+        started = incident.first_alert_at
+        if started is None or fired_at - started <= CAUSE_SLACK:
+            return True
+        service = alert.service
+        assert service is not None
+        services = incident_services(incident)
+        return service in services or any(self.catalog.depends(service, other) for other in services)
+
     @staticmethod
     def _still_fires(incident: Incident, alert: Alert) -> bool:
         """Does the incident hold a firing alert on `alert`'s service, at its severity or a lower one?"""
@@ -175,7 +219,11 @@ class GroupingMixin:
     def _accepts(self, incident: Incident, route: Route, now: float) -> bool:
         """Does the incident's grouping window still take new alerts (`group_window`)?"""
         if route.group_window == "fixed":
+            # from the first alert, and again from the first critical one: the outage a slow burn's
+            # warnings led to gathers its own symptoms
             started = incident.first_alert_at if incident.first_alert_at is not None else incident.created_at
+            if incident.critical_at is not None:
+                started = max(started, incident.critical_at)
             return now - started <= route.group_window_for
         if route.group_window == "sliding":
             return now - incident.last_joined_at <= route.group_window_for
@@ -272,6 +320,9 @@ class GroupingMixin:
 _SEVERITY_RANK = {Severity.NONE: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 #: Services that must depend on a service before it counts as a shared dependency (see _weak_hub).
 HUB_DEPENDENTS = 4
+#: How much earlier than an alert an incident may have begun and still be caused by that alert's
+#: failure (detection and delivery delays differ between the cause and its symptoms)
+CAUSE_SLACK = 120.0
 
 
 def incident_services(incident: Incident) -> set[str]:

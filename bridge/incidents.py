@@ -48,6 +48,7 @@ class Incident:
     revision: int = 0
     first_alert_at: float | None = None  # first firing time of its earliest alert
     last_joined_at: float = 0.0  # when an alert last joined (sliding grouping window)
+    critical_at: float | None = None  # when its first critical alert joined: a fixed window restarts there
     root_cause: str | None = None  # probable root-cause service (topology grouping)
     merged_into: str | None = None  # absorbed by this incident (topology grouping)
     resolve_due: float | None = None  # resolving once resolve_hysteresis has passed

@@ -248,8 +248,11 @@ def test_a_slow_burn_outage_joins_its_warning_incident_after_the_window() -> Non
     outage = engine.submit([alert("DiskFull", instance="db-1", service="db", severity="critical")], 1800)
     assert [a.kind for a in outage] == [ActionKind.UPDATE]
     assert outage[0].incident.id == warning[0].incident.id and outage[0].incident.priority == "P1"
-    # another service's alert still needs the window: it opens an incident of its own
-    other = engine.submit([alert("Errors", instance="api-a", service="api")], 1801)
+    # the outage (its first critical) starts the window again: the outage's symptoms join it...
+    symptom = engine.submit([alert("Errors", instance="api-a", service="api")], 1801)
+    assert [a.kind for a in symptom] == [ActionKind.UPDATE] and symptom[0].incident.id == warning[0].incident.id
+    # ...until that window too has passed: another service's alert then opens an incident of its own
+    other = engine.submit([alert("Latency", instance="web-a", service="web")], 2402)
     assert [a.kind for a in other] == [OPEN] and other[0].incident.id != warning[0].incident.id
 
 
@@ -279,3 +282,50 @@ def test_a_topology_link_needs_a_critical_on_one_side(first: str, second: str, j
     api = engine.submit([alert("Slow", instance="api-a", service="api", severity=second)], 10)
     same = api[0].incident.id == db[0].incident.id if api else True
     assert same is joined
+
+
+def test_a_held_alert_firing_again_with_a_later_start_is_a_new_episode() -> None:
+    """Alertmanager can hide a resolve between two group_interval ticks: the alert shows up firing with a
+    later startsAt. That is a new episode: it counts for flap detection and is held from its own start."""
+    engine = engine_with(held(min_firing_for=300, flap_episodes=3, flap_window=3600, flap_clear_after=1800))
+    actions = engine.submit([alert("Flappy", starts_at=0)], 0)
+    actions += engine.submit([resolved(alert("Flappy", starts_at=0))], 100)
+    actions += engine.submit([alert("Flappy", starts_at=200)], 200)
+    actions += engine.submit([alert("Flappy", starts_at=400)], 400)  # its resolve was hidden: a 3rd episode
+    actions += engine.advance(1000)  # 200 + 300 would have paged as one long episode
+    assert actions == []
+    assert engine.flap_state(alert("Flappy"), 1000)["flapping"]
+    assert kinds(engine.advance(3000)) == [(2200, "open")]  # 400 + flap_clear_after
+
+
+def test_a_held_alert_on_a_service_of_a_paged_incident_joins_it_at_once() -> None:
+    """The hold keeps a lone alert from paging; on a service that already fires in a paged incident it
+    adds context without paging anyone anew, so it joins at once (and counts for the priority)."""
+    engine = engine_with(topology(min_firing_for=300), catalog=CATALOG, tiers={"api": 3})
+    engine.submit([alert("MemoryHigh", instance="api-a", service="api", severity="warning")], 0)
+    (opened,) = [a for a in engine.advance(300) if a.kind is OPEN]
+    assert opened.incident.priority == "P4"
+    actions = engine.submit([alert("OOMKilled", instance="api-a", service="api")], 400)
+    assert [a.kind for a in actions] == [ActionKind.UPDATE] and actions[0].incident.id == opened.incident.id
+    incident = engine.get(opened.incident.id)
+    assert incident is not None and {a.summary for a in incident.alerts.values()} == {"MemoryHigh", "OOMKilled"}
+    assert incident.priority == "P3"
+    # a held alert on another service (no incident of its own yet) still waits for its hold
+    assert engine.submit([alert("Errors", instance="batch-a", service="batch")], 410) == []
+
+
+def test_a_failure_below_an_older_incident_does_not_take_it_over() -> None:
+    """A cause cannot come after its symptoms: a db failing 20 minutes into the api's incident is a new
+    problem (its own incident, its own owner), not the root cause of the api's incident."""
+    engine = engine_with(topology(), catalog=CATALOG)
+    (api,) = engine.submit([alert("Errors", instance="api-a", service="api")], 0)
+    (db,) = engine.submit([alert("Down", instance="db-1:9100")], 500)
+    assert db.kind is OPEN and db.incident.id != api.incident.id and db.incident.pool == "team-data"
+    api_incident = engine.get(api.incident.id)
+    assert api_incident is not None and api_incident.pool == "team-api"
+    # a cause that fires with its symptoms (within CAUSE_SLACK) is their root cause
+    engine2 = engine_with(topology(), catalog=CATALOG)
+    (first,) = engine2.submit([alert("Errors", instance="api-a", service="api")], 0)
+    engine2.submit([alert("Down", instance="db-1:9100")], 60)
+    incident = engine2.get(first.incident.id)
+    assert incident is not None and incident.root_cause == "db" and incident.pool == "team-data"
