@@ -124,6 +124,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
         self._episodes: dict[str, list[float]] = {}  # condition -> recent firing-episode starts
         self._urgency: dict[str, tuple[str, str]] = {}  # alert identity -> (urgency, why): early warnings
         self._firing: dict[str, dict[str, str]] = {}  # service -> firing alert identity -> source
+        self._held: dict[str, set[str]] = {}  # service -> identities of alerts held there (may be stale)
         self._corroboration = any(route.corroborate_after for route in config.routes)
         self.catalog = config.catalog
         self.pools = config.pools

@@ -46,8 +46,9 @@ class GroupingMixin:
     _serial: int
     config: Any  # EngineConfig
 
-    if TYPE_CHECKING:  # provided by Engine (stubs only for the type checker)
+    if TYPE_CHECKING:  # provided by Engine and HoldsMixin (stubs only for the type checker)
         def _schedule(self, due: float, kind: int, ref: str) -> None: ...
+        def _held_critical(self, service: str, since: float) -> str | None: ...
 
     def _live(self, incident_id_: str) -> Incident | None:
         """The incident, or the one it was merged into."""
@@ -289,18 +290,49 @@ class GroupingMixin:
         if route.pool is not None:
             return
         services = {a.service for a in incident.alerts.values() if a.service}  # confirmed alerts only
-        root = self.catalog.root_cause(services)
+        held = self._held_causes(incident, services, now)
+        root = self.catalog.root_cause(services | set(held))
         pool = self.catalog.owner(root)
         if root != incident.root_cause:
             incident.root_cause = root
             if root is not None:
+                why = (f"; {root} is not confirmed yet: its critical alert {held[root]} is still held back"
+                       if root in held else "")
                 incident.record(now, "root cause", "topology",
                                 f"probable root cause {root}: the deepest failing dependency of "
-                                f"{', '.join(sorted(services))}", root_cause=root)
+                                f"{', '.join(sorted(services | set(held)))}{why}", root_cause=root)
         if pool is not None and pool != incident.pool:
             previous = incident.pool
             incident.pool = pool
             incident.record(now, "routed", "topology", f"to {pool}, owner of {root}", pool=pool, previous=previous)
+
+    def _held_causes(self, incident: Incident, services: set[str], now: float) -> dict[str, str]:
+        """Dependencies of the incident's services with a critical alert still held back (hold-down)
+        that fired with the incident (CAUSE_SLACK): service -> alert key.
+
+        A tool that reports late (resolve_latency) keeps its alerts held longer than a prompt one;
+        without these, the first page of a cascade would go to the owner of whichever symptom a
+        prompt tool confirmed first, not to the owner of the failing dependency under it.
+        """
+        since = (incident.first_alert_at if incident.first_alert_at is not None else now) - CAUSE_SLACK
+        below: set[str] = set()
+        for service in services:
+            below.update(self.catalog.dependencies_closure(service))
+        found: dict[str, str] = {}
+        for service in sorted(below - services):
+            key = self._held_critical(service, since)
+            if key is None:
+                continue
+            if self.catalog.dependents(service) >= HUB_DEPENDENTS:
+                # a shared dependency explains one failing service no better than that service does:
+                # it takes at least two failing services above it (confirmed here, or held critical)
+                above = {s for s in services if self.catalog.depends(s, service)}
+                above.update(s for s in list(self._held) if s not in above and self.catalog.depends(s, service)
+                             and self._held_critical(s, since) is not None)
+                if len(above) < 2:
+                    continue
+            found[service] = key
+        return found
 
     def _relink(self, incident: Incident) -> None:
         """Follow an incident's known alerts again after a re-open, from their latest state.

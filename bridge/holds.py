@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge.incidents import Incident
-from bridge.model import Action, Alert, AlertStatus
+from bridge.model import Action, Alert, AlertStatus, Severity
 from bridge.routing import Route, select_routes
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class HoldsMixin:
     _episodes: dict[str, list[float]]
     _urgency: dict[str, tuple[str, str]]
     _firing: dict[str, dict[str, str]]
+    _held: dict[str, set[str]]
     catalog: Any
     _routes: dict[str, Route]
 
@@ -118,6 +119,28 @@ class HoldsMixin:
             series.hold_until = until
             series.held_reason = reason
             self._schedule(until, _HOLD, series.alert.identity)
+            if series.alert.service:
+                self._held.setdefault(series.alert.service, set()).add(series.alert.identity)
+
+    def _held_critical(self, service: str, since: float) -> str | None:
+        """The key of a critical alert on `service` that fired since `since` and is held back by a
+        hold-down (not muted), if any; stale index entries are dropped on the way."""
+        identities = self._held.get(service)
+        if not identities:
+            return None
+        found = None
+        for identity in sorted(identities):
+            series = self.series.get(identity)
+            if (series is None or series.hold_until is None or series.alert.status is not AlertStatus.FIRING
+                    or series.alert.service != service):
+                identities.discard(identity)
+                continue
+            if (found is None and series.alert.severity is Severity.CRITICAL and series.fired_at >= since
+                    and series.held_reason in ("hold_down", "corroborated")):
+                found = series.alert.key
+        if not identities:
+            del self._held[service]
+        return found
 
     def _release(self, identity: str, due: float, actions: list[Action]) -> None:
         """A hold ended: confirm a pending alert in its incidents, or route a muted one again."""

@@ -329,3 +329,38 @@ def test_a_failure_below_an_older_incident_does_not_take_it_over() -> None:
     engine2.submit([alert("Down", instance="db-1:9100")], 60)
     incident = engine2.get(first.incident.id)
     assert incident is not None and incident.root_cause == "db" and incident.pool == "team-data"
+
+
+def test_the_first_page_goes_to_the_owner_of_a_failing_dependency_still_held_back() -> None:
+    """A late-reporting tool keeps its alerts held longer: the db's critical alert is still held when the
+    api's alert (from a prompt tool) pages, yet the page goes to the db's owner, and says why."""
+    engine = engine_with(topology(min_firing_for=60), catalog=CATALOG, latency={"late": 300})
+    engine.submit([alert("Errors", instance="api-a", service="api", source="prompt")], 0)
+    engine.submit([alert("Down", instance="db-1:9100", source="late")], 10)
+    (opened,) = [a for a in engine.advance(60) if a.kind is OPEN]
+    assert opened.incident.pool == "team-data" and opened.incident.root_cause == "db"
+    incident = engine.get(opened.incident.id)
+    assert incident is not None and "still held back" in next(
+        e.reason for e in incident.timeline if e.event == "root cause")
+    # the held alert joins once confirmed; one that resolves first leaves the api's owner in charge
+    engine.advance(400)
+    assert {a.service for a in incident.alerts.values()} == {"api", "db"}
+    other = engine_with(topology(min_firing_for=60), catalog=CATALOG, latency={"late": 300})
+    other.submit([alert("Errors", instance="api-a", service="api", source="prompt")], 0)
+    other.submit([alert("Down", instance="db-1:9100", source="late")], 10)
+    other.submit([resolved(alert("Down", instance="db-1:9100", source="late"))], 30)
+    (page,) = [a for a in other.advance(60) if a.kind is OPEN]
+    assert page.incident.pool == "team-api"
+
+
+@pytest.mark.parametrize(("also_failing", "root"), [((), "app0"), (("app1",), "k8s")])
+def test_a_held_shared_dependency_is_the_root_cause_only_under_two_failing_services(also_failing, root) -> None:
+    """A shared dependency (HUB_DEPENDENTS or more services on it) explains one failing service no better
+    than that service does: it takes a second failing service above it, confirmed or held."""
+    engine = engine_with(topology(min_firing_for=60), catalog=HUB, latency={"late": 300})
+    engine.submit([alert("Errors", instance="app0-a", service="app0", source="prompt")], 0)
+    engine.submit([alert("NodeDown", instance="k8s-a", service="k8s", source="late")], 5)
+    for name in also_failing:
+        engine.submit([alert("Errors", instance=f"{name}-a", service=name, source="late")], 6)
+    (opened,) = [a for a in engine.advance(60) if a.kind is OPEN]
+    assert opened.incident.root_cause == root
