@@ -42,6 +42,7 @@ class GroupingMixin:
     _open_groups: dict[str, str]
     _last_resolved: dict[str, str]
     _topology: dict[tuple[str, str], set[str]]
+    _held: dict[str, set[str]]
     _routes: dict[str, Route]
     _serial: int
     config: Any  # EngineConfig
