@@ -11,8 +11,10 @@ fails critically (a node warning does not gather every concurrent problem above 
 still firing in an incident keeps it open to that service's later alerts after the grouping window
 (a slow burn's outage joins the warning incident it grew from); a fixed window starts again at the
 incident's first critical alert (the outage gathers its symptoms); a cause does not come after its
-symptoms (`_could_follow`: a failure below an incident that began earlier is a new incident); and an
-alert still held back joins at once a paged incident where its service already fires (`_join_paged`).
+symptoms (`_could_follow`: a failure below an incident that began earlier is a new incident); an
+alert still held back joins at once a paged incident where its service already fires (`_join_paged`);
+a warning above the root cause of an incident that has gone critical is one of its symptoms; and
+windows judge an alert by when it began firing, not by when its hold ended.
 
 A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
 """
@@ -72,7 +74,8 @@ class GroupingMixin:
     def _attach(self, incident: Incident, alert: Alert, route: Route, now: float) -> None:
         incident.alerts[alert.identity] = alert
         if alert.severity is Severity.CRITICAL and incident.critical_at is None:
-            incident.critical_at = now
+            series = self.series.get(alert.identity)
+            incident.critical_at = min(now, series.fired_at) if series is not None else now
         self._index(incident, alert, route)
 
     def _topology_incident(self, route: Route, alert: Alert, now: float, touched: dict[str, Incident]) -> Incident:
@@ -89,22 +92,7 @@ class GroupingMixin:
             incident = self._live(inc_id)
             if incident is not None and incident.route == route.name and incident.status is not IncidentStatus.RESOLVED:
                 return incident
-        found: dict[str, Incident] = {}
-        for neighbour in self.catalog.neighbours(service):
-            for inc_id in self._topology.get((route.name, neighbour), ()):
-                incident = self.incidents[inc_id]
-                if incident.status is IncidentStatus.RESOLVED or inc_id in found:
-                    continue
-                if not self._accepts(incident, route, now) and not (
-                        neighbour == service and self._still_fires(incident, alert)):
-                    # its grouping window has closed: a new alert now is a new problem, unless its own
-                    # service still fires there at the same or a lower severity (a slow burn: the
-                    # outage its warning led to joins it, and raises its priority)
-                    continue
-                if self._service_active(incident, neighbour, now, route.topology_window) and (
-                        neighbour == service or self._strong_link(incident, neighbour, alert)) and (
-                        self._could_follow(incident, alert, series.fired_at)):
-                    found[inc_id] = incident
+        found = self._connected(route, alert, series.fired_at, now)
         if not found:
             labels = {"service": service}
             return self._incident_for(route, route.group_key(labels), labels, now)
@@ -115,6 +103,28 @@ class GroupingMixin:
             touched[other.id] = other
         return target
 
+    def _connected(self, route: Route, alert: Alert, fired_at: float, now: float) -> dict[str, Incident]:
+        """The open incidents of this route that `alert` (on a catalog service) may join, by id."""
+        service = alert.service
+        assert service is not None
+        found: dict[str, Incident] = {}
+        for neighbour in self.catalog.neighbours(service):
+            for inc_id in self._topology.get((route.name, neighbour), ()):
+                incident = self.incidents[inc_id]
+                if incident.status is IncidentStatus.RESOLVED or inc_id in found:
+                    continue
+                if not self._accepts(incident, route, min(fired_at, now)) and not (
+                        neighbour == service and self._still_fires(incident, alert)):
+                    # its grouping window has closed: a new alert now is a new problem, unless its own
+                    # service still fires there at the same or a lower severity (a slow burn: the
+                    # outage its warning led to joins it, and raises its priority)
+                    continue
+                if self._service_active(incident, neighbour, now, route.topology_window) and (
+                        neighbour == service or self._strong_link(incident, neighbour, alert)) and (
+                        self._could_follow(incident, alert, fired_at)):
+                    found[inc_id] = incident
+        return found
+
     def _join_paged(self, series: Any, route: Route, now: float, touched: dict[str, Incident]) -> Incident | None:
         """The paged, open incident a held alert joins at once, if its service already fires there.
 
@@ -123,21 +133,19 @@ class GroupingMixin:
         memory leak they are working on), so it joins without waiting.
         """
         alert = series.alert
-        if not route.topology or not alert.service:
+        if not route.topology or not alert.service or alert.service not in self.catalog.services:
             return None
-        for inc_id in sorted(self._topology.get((route.name, alert.service), ())):
-            incident = self.incidents[inc_id]
-            if incident.status is IncidentStatus.RESOLVED or not incident.opened:
-                continue
-            if not any(a.service == alert.service and a.status is AlertStatus.FIRING for a in incident.alerts.values()):
-                continue
-            incident.record(now, "alert added", f"route:{route.name}",
-                            f"matched route {route.name}; {alert.service} already fires in this paged incident, "
-                            "so it joins without waiting for its hold", alert=alert.key, service=alert.service)
-            self._attach(incident, alert, route, now)
-            touched[incident.id] = incident
-            return incident
-        return None
+        paged = [i for i in self._connected(route, alert, series.fired_at, now).values() if i.opened and any(
+            a.service == alert.service and a.status is AlertStatus.FIRING for a in i.alerts.values())]
+        if not paged:
+            return None
+        incident = min(paged, key=lambda i: (i.opened_at, i.id))
+        incident.record(now, "alert added", f"route:{route.name}",
+                        f"matched route {route.name}; {alert.service} is part of this paged incident's failure, "
+                        "so it joins without waiting for its hold", alert=alert.key, service=alert.service)
+        self._attach(incident, alert, route, now)
+        touched[incident.id] = incident
+        return incident
 
     def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
         """Move every alert of `source` into `target`; `source` resolves as merged."""
@@ -177,12 +185,19 @@ class GroupingMixin:
         `alert` in? Two warnings on connected services are not (each may be noise); a critical on
         either side is, except through a shared dependency (HUB_DEPENDENTS or more services run on
         it), which links its dependents only once it fails critically itself (a noisy node would
-        otherwise gather every concurrent problem above it)."""
+        otherwise gather every concurrent problem above it). A warning above the root cause of an
+        incident that has gone critical is a symptom of that outage and links too."""
         critical_there = any(a.service == neighbour and a.severity is Severity.CRITICAL
                              and a.status is AlertStatus.FIRING for a in incident.alerts.values())
         if self.catalog.dependents(neighbour) >= HUB_DEPENDENTS:
             return critical_there
-        return critical_there or alert.severity is Severity.CRITICAL
+        if critical_there or alert.severity is Severity.CRITICAL:
+            return True
+        # an outage's symptoms spread upwards as warnings: a warning on a service above the failing
+        # root cause of an incident that has gone critical is one of them
+        if incident.root_cause is not None and incident.critical_at is not None and alert.service:
+            return self.catalog.depends(alert.service, incident.root_cause)
+        return False
 
     def _could_follow(self, incident: Incident, alert: Alert, fired_at: float) -> bool:
         """Can `alert` belong to the incident, causally? A failure does not cause what began before
@@ -219,7 +234,8 @@ class GroupingMixin:
         return False
 
     def _accepts(self, incident: Incident, route: Route, now: float) -> bool:
-        """Does the incident's grouping window still take new alerts (`group_window`)?"""
+        """Does the incident's grouping window still take new alerts (`group_window`)? `now` is when
+        the alert began firing (an alert held back is judged by its start, not by its hold's end)."""
         if route.group_window == "fixed":
             # from the first alert, and again from the first critical one: the outage a slow burn's
             # warnings led to gathers its own symptoms

@@ -364,3 +364,30 @@ def test_a_held_shared_dependency_is_the_root_cause_only_under_two_failing_servi
         engine.submit([alert("Errors", instance=f"{name}-a", service=name, source="late")], 6)
     (opened,) = [a for a in engine.advance(60) if a.kind is OPEN]
     assert opened.incident.root_cause == root
+
+
+@pytest.mark.parametrize(("db_severity", "joined"), [("critical", True), ("warning", False)])
+def test_a_warning_above_the_root_of_an_outage_is_one_of_its_symptoms(db_severity: str, joined: bool) -> None:
+    """Two warnings on connected services do not link (either may be noise), but once the incident has
+    gone critical, a warning on a service above its root cause is a symptom of that outage."""
+    engine = engine_with(topology(), catalog=CATALOG)
+    (db,) = engine.submit([alert("Down", instance="db-1", service="db", severity=db_severity)], 0)
+    engine.submit([alert("Slow", instance="api-a", service="api", severity="warning")], 10)
+    web = engine.submit([alert("Slow", instance="web-a", service="web", severity="warning")], 20)
+    incident = engine.get(db.incident.id)
+    assert incident is not None
+    assert ("web" in {a.service for a in incident.alerts.values()}) is joined
+    assert [a.kind for a in web] == ([ActionKind.UPDATE] if joined else [OPEN])
+
+
+def test_a_held_alert_is_judged_by_when_it_began_firing_not_when_its_hold_ended() -> None:
+    """A fixed window takes an alert that began firing inside it, even when its hold ends after it."""
+    engine = engine_with(topology(min_firing_for=120, group_window="fixed", group_window_for=300),
+                         catalog=CATALOG)
+    actions = engine.submit([alert("Down", instance="db-1", service="db")], 0)
+    actions += engine.submit([alert("Errors", instance="api-a", service="api")], 250)  # held until 370
+    actions += engine.advance(400)
+    opened = [a for a in actions if a.kind is OPEN]
+    assert len(opened) == 1
+    incident = engine.get(opened[0].incident.id)
+    assert incident is not None and {a.service for a in incident.alerts.values()} == {"db", "api"}
