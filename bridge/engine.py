@@ -296,6 +296,8 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             self.stats.pages_avoided[series.held_reason or "hold_down"] += 1
             self.stats.transient += 1
             series.hold_until = None
+            if not series.pending:
+                self._join_resolved(series, now, touched)
         for inc_id in series.incidents:
             incident = self._live(inc_id)
             if incident is None:

@@ -13,8 +13,9 @@ still firing in an incident keeps it open to that service's later alerts after t
 incident's first critical alert (the outage gathers its symptoms); a cause does not come after its
 symptoms (`_could_follow`: a failure below an incident that began earlier is a new incident); an
 alert still held back joins at once a paged incident where its service already fires (`_join_paged`);
-a warning above the root cause of an incident that has gone critical is one of its symptoms; and
-windows judge an alert by when it began firing, not by when its hold ended.
+a warning above the root cause of an incident that has gone critical is one of its symptoms;
+windows judge an alert by when it began firing, not by when its hold ended; and an alert that clears
+within its hold on a service of a paged incident is recorded there (`_join_resolved`).
 
 A mixin of `bridge.engine.Engine`: it reads and changes the engine's state, nothing else.
 """
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.incidents import Incident, incident_id
 from bridge.model import Alert, AlertStatus, IncidentStatus, Severity
-from bridge.routing import Route
+from bridge.routing import Route, select_routes
 
 if TYPE_CHECKING:
     from bridge.catalog import Catalog
@@ -146,6 +147,27 @@ class GroupingMixin:
         self._attach(incident, alert, route, now)
         touched[incident.id] = incident
         return incident
+
+    def _join_resolved(self, series: Any, now: float, touched: dict[str, Incident]) -> None:
+        """A held alert resolved before its hold ended: it pages nobody, but if its service is part of
+        a paged, open incident, it was part of that failure (a symptom that cleared within minutes),
+        so the incident records it."""
+        alert = series.alert
+        if not alert.service or alert.service not in self.catalog.services:
+            return
+        route = next((r for r in select_routes(self.config.routes, alert) if r.topology), None)
+        if route is None or not route.page:
+            return
+        found = [i for i in self._connected(route, alert, series.fired_at, now).values()
+                 if i.opened and any(a.service == alert.service for a in i.alerts.values())]
+        if not found:
+            return
+        incident = min(found, key=lambda i: (i.opened_at, i.id))
+        incident.record(now, "alert added", f"route:{route.name}",
+                        f"resolved before its hold ended, on {alert.service}, which is part of this paged "
+                        "incident's failure", alert=alert.key, service=alert.service)
+        self._attach(incident, alert, route, now)
+        touched[incident.id] = incident
 
     def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
         """Move every alert of `source` into `target`; `source` resolves as merged."""

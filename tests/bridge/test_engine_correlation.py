@@ -391,3 +391,21 @@ def test_a_held_alert_is_judged_by_when_it_began_firing_not_when_its_hold_ended(
     assert len(opened) == 1
     incident = engine.get(opened[0].incident.id)
     assert incident is not None and {a.service for a in incident.alerts.values()} == {"db", "api"}
+
+
+def test_a_held_alert_that_clears_on_a_service_of_a_paged_incident_is_recorded_there() -> None:
+    """A symptom that clears within its hold pages nobody, but if its service is part of a paged
+    incident it was part of that failure: the incident lists it (resolved)."""
+    engine = engine_with(topology(min_firing_for=300), catalog=CATALOG)
+    actions = engine.submit([alert("Down", instance="db-1", service="db")], 0)
+    actions += engine.submit([alert("SlowQueries", instance="db-1", service="db")], 200)  # held until 500
+    actions += engine.submit([resolved(alert("SlowQueries", instance="db-1", service="db"))], 450)
+    actions += engine.advance(1000)
+    (opened,) = [a for a in actions if a.kind is OPEN]
+    incident = engine.get(opened.incident.id)
+    assert incident is not None and {a.summary for a in incident.alerts.values()} == {"Down", "SlowQueries"}
+    assert any("resolved before its hold ended" in e.reason for e in incident.timeline)
+    # on a service the incident does not hold, a cleared alert stays out (it may be unrelated noise)
+    engine.submit([alert("Errors", instance="batch-a", service="batch")], 1100)
+    engine.submit([resolved(alert("Errors", instance="batch-a", service="batch"))], 1150)
+    assert "batch" not in {a.service for a in incident.alerts.values()}
