@@ -107,6 +107,22 @@ class EngineStats:
     closed: Counter[tuple[str, str]] = field(default_factory=Counter)
     resolve_seconds: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
 
+    @classmethod
+    def combined(cls, parts: Sequence[EngineStats]) -> EngineStats:
+        """The sum of several engines' counters (distributed mode: one engine per partition)."""
+        if len(parts) == 1:
+            return parts[0]
+        total = cls()
+        for part in parts:
+            for name in cls.__dataclass_fields__:
+                mine, theirs = getattr(total, name), getattr(part, name)
+                if isinstance(mine, int):
+                    setattr(total, name, mine + theirs)
+                else:
+                    for key, value in theirs.items():
+                        mine[key] += value
+        return total
+
 
 class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
     def __init__(self, config: EngineConfig) -> None:

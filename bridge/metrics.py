@@ -16,7 +16,7 @@ from prometheus_client import Counter as PCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from bridge.engine import Engine
+from bridge.engine import Engine, EngineStats
 from bridge.model import IncidentStatus
 
 __all__ = ["Metrics"]
@@ -62,14 +62,17 @@ class Metrics:
         """Distributed mode: expose the delivery attempts RQ workers counted in Redis, read at scrape."""
         self.registry.register(_WorkerCollector(attempts))
 
-    def watch(self, engine: Engine, queue_depth: Callable[[], dict[str, int]], unused_after: float = 3600.0) -> None:
-        """Expose the engine's own counters and the outbox depth, read at scrape time."""
-        self.registry.register(_EngineCollector(engine, queue_depth, unused_after))
+    def watch(self, engines: Callable[[], list[Engine]], queue_depth: Callable[[], dict[str, int]],
+              unused_after: float = 3600.0) -> None:
+        """Expose the engines' own counters (summed over partitions) and the outbox depth, read at
+        scrape time."""
+        self.registry.register(_EngineCollector(engines, queue_depth, unused_after))
 
 
 class _EngineCollector(Collector):
-    def __init__(self, engine: Engine, queue_depth: Callable[[], dict[str, int]], unused_after: float) -> None:
-        self.engine = engine
+    def __init__(self, engines: Callable[[], list[Engine]], queue_depth: Callable[[], dict[str, int]],
+                 unused_after: float) -> None:
+        self.engines = engines
         self.queue_depth = queue_depth
         self.unused_after = unused_after
 
@@ -77,7 +80,8 @@ class _EngineCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        stats = self.engine.stats
+        engines = self.engines()
+        stats = EngineStats.combined([engine.stats for engine in engines])
         dropped = CounterMetricFamily("alertbridge_alerts_dropped", "Alerts dropped, by stage and reason.",
                                       labels=["stage", "reason"])
         for (stage, reason), n in sorted(stats.dropped.items()):
@@ -103,9 +107,9 @@ class _EngineCollector(Collector):
         yield avoided
         yield CounterMetricFamily("alertbridge_incidents_merged", "Incidents merged into another (topology).",
                                   value=stats.merged)
-        silences = self.engine.muter("silences")
+        silences = engines[0].muter("silences")  # every partition applies every silence entry
         if silences is not None:
-            now = self.engine.now
+            now = engines[0].now
             states = GaugeMetricFamily("alertbridge_silences", "Silences by state.", labels=["state"])
             counts: Counter[str] = Counter(s.state(now).value for s in silences.list(now))
             for state in ("pending", "active", "expired"):
@@ -117,16 +121,17 @@ class _EngineCollector(Collector):
                                   "Alerts resolved because their sender resolved the whole group.",
                                   value=stats.implied_resolves)
         current: Counter[tuple[str, str]] = Counter()
-        for incident in self.engine.incidents.values():
-            if incident.opened and incident.status is not IncidentStatus.RESOLVED:
-                current[(incident.status.value, incident.priority)] += 1
+        for engine in engines:
+            for incident in engine.incidents.values():
+                if incident.opened and incident.status is not IncidentStatus.RESOLVED:
+                    current[(incident.status.value, incident.priority)] += 1
         gauge = GaugeMetricFamily("alertbridge_incidents", "Open incidents by status and priority.",
                                   labels=["status", "priority"])
         for (status, priority), n in sorted(current.items()):
             gauge.add_metric([status, priority], n)
         yield gauge
         yield GaugeMetricFamily("alertbridge_alert_series", "Alert series the engine holds.",
-                                value=len(self.engine.series))
+                                value=sum(len(engine.series) for engine in engines))
         yield from _pool_metrics(stats)
         depth = GaugeMetricFamily("alertbridge_outbox_deliveries", "Outbox deliveries by state (queue depth).",
                                   labels=["state"])

@@ -69,7 +69,7 @@ class Runtime:
         self._live_actions: dict[str, Action] = {}  # idempotency key -> Action, until delivered
         self.links = link_signer(settings)
         self._links_in_flight: set[str] = set()  # token ids being journaled (single use across requests)
-        self.metrics.watch(self.engine, lambda: self.queue_depth, settings.silences.report_unused_after)
+        self.metrics.watch(self.engines, lambda: self.queue_depth, settings.silences.report_unused_after)
 
     # ---------------------------------------------------------------------------------- lifecycle
 

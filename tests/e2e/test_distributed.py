@@ -143,6 +143,11 @@ def test_partitions_by_label_have_their_own_journal_and_owner(tmp_path: Path, re
                        "both replicas to show the five incidents")
             assert [name for name, _ in incidents(one)] == ["Both", "Both", "Eu", "Other", "Us"]
             assert len({incident for _, incident in incidents(one)}) == 5  # partitions never share an id
+            # /metrics counts every partition's engine, on every replica
+            for server in (one, two):
+                text = http("GET", server.base + "/metrics")[1].decode()
+                assert sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("alertbridge_incidents_opened_total{")) == 5, text
             with redis_server.client() as r:
                 owners = {p: r.get(f"parts:lease:{p}") for p in ("default", "eu", "us")}
             assert all(owners.values()), owners  # every partition has an owner
