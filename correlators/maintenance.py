@@ -1,9 +1,10 @@
 """Maintenance windows: mute the alerts of services, hosts or label sets during planned work.
 
 A window has a scope and a schedule. Scope: an alert is in scope when its `service` is listed in
-`services`, or one of its hosts is listed in `hosts` (the alert's `resource`, its `host` label, or
-the host part of its `instance` label: port, brackets and URL parts stripped, compared without
-case), or all of `matchers` match it. Any of the three may be given; at least one is required.
+`services`, or one of its hosts is listed in `hosts` (the alert's `resource`, or the host part of
+its `host`, `instance`, `node`, `nodename` or `hostname` label: port, brackets and URL parts
+stripped, compared without case), or all of `matchers` match it. Any of the three may be given; at
+least one is required.
 
 Schedule: either one-off, `[start, end)` in epoch seconds, or recurring: an RFC 5545 `rrule`
 (`FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0`) or a 5-field `cron` expression (converted to RRULEs by
@@ -386,10 +387,16 @@ def _build_rule(text: str, parts: Mapping[str, str], anchor: datetime, field_nam
 
 # -------------------------------------------------------------------------------------- scope
 
+#: labels that name the machine an alert's target runs on (Kubernetes `node`, node_exporter
+#: `nodename`, Datadog `hostname`): planned work on that machine takes the target down too
+HOST_LABELS = ("host", "instance", "node", "nodename", "hostname")
+
+
 def alert_hosts(alert: Alert) -> tuple[str, ...]:
-    """The hosts an alert is about: its resource, `host` label and `instance` label (host part)."""
+    """The hosts an alert is about: its resource and its HOST_LABELS (host part: port, brackets and
+    URL parts stripped)."""
     found: list[str] = []
-    for value in (alert.resource, alert.labels.get("host"), alert.labels.get("instance")):
+    for value in (alert.resource, *(alert.labels.get(name) for name in HOST_LABELS)):
         if value:
             host = host_of(value)
             if host and host not in found:

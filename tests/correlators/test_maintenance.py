@@ -339,6 +339,15 @@ def test_alert_hosts_lists_each_source_once() -> None:
     assert alert_hosts(subject) == ("db-1.example.com", "x")
 
 
+def test_a_pod_on_a_node_in_maintenance_is_in_scope() -> None:
+    """A pod's alert names its pod IP as instance and the machine it runs on as `node` (Kubernetes),
+    `nodename` (node_exporter) or `hostname` (Datadog): work on that machine takes the pod down too."""
+    pod = _with(BASE, labels={"instance": "10.42.240.66:8080", "node": "k8s-node-c-01"})
+    assert alert_hosts(pod) == ("10.42.240.66", "k8s-node-c-01")
+    assert window(hosts=("k8s-node-c-01",), start=0, end=100).scope_match(pod) == "host k8s-node-c-01"
+    assert alert_hosts(_with(BASE, labels={"nodename": "web-2", "hostname": "web-3"})) == ("web-2", "web-3")
+
+
 # ------------------------------------------------------------------------------- calendar
 
 def test_calendar_mute_detail() -> None:
