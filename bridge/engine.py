@@ -312,8 +312,8 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             self.stats.pages_avoided[series.held_reason or "hold_down"] += 1
             self.stats.transient += 1
             series.hold_until = None
-            if not series.pending:
-                self._join_resolved(series, now, touched)
+            if not series.pending and series.held_reason in ("hold_down", "corroborated", "flapping"):
+                self._join_resolved(series, now, touched)  # not a muted one (silence, maintenance, ...)
         for inc_id in series.incidents:
             incident = self._live(inc_id)
             if incident is None:

@@ -409,3 +409,17 @@ def test_a_held_alert_that_clears_on_a_service_of_a_paged_incident_is_recorded_t
     engine.submit([alert("Errors", instance="batch-a", service="batch")], 1100)
     engine.submit([resolved(alert("Errors", instance="batch-a", service="batch"))], 1150)
     assert "batch" not in {a.service for a in incident.alerts.values()}
+
+
+def test_an_alert_muted_by_maintenance_is_not_recorded_in_a_paged_incident_when_it_clears() -> None:
+    """Maintenance holds an alert until the window ends; it is muted, not a symptom: when it clears,
+    the paged incident on its service does not take it (nor its severity)."""
+    window = MaintenanceWindow("mw", hosts=("db-2",), start=0, end=1000)
+    engine = engine_with(topology(min_firing_for=60), catalog=CATALOG, muters=(MaintenanceCalendar([window]),))
+    actions = engine.submit([alert("Slow", instance="db-1", service="db", severity="warning")], 0)
+    actions += engine.submit([alert("Down", instance="db-2", service="db")], 100)  # db-2 is in maintenance
+    actions += engine.submit([resolved(alert("Down", instance="db-2", service="db"))], 200)
+    actions += engine.advance(300)
+    (opened,) = [a for a in actions if a.kind is OPEN]
+    incident = engine.get(opened.incident.id)
+    assert incident is not None and [a.summary for a in incident.alerts.values()] == ["Slow"]
