@@ -12,7 +12,9 @@ still firing in an incident keeps it open to that service's later alerts after t
 (a slow burn's outage joins the warning incident it grew from); a fixed window starts again at the
 incident's first critical alert (the outage gathers its symptoms); a cause does not come after its
 symptoms (`_could_follow`: a failure below an incident that began earlier is a new incident); an
-alert still held back joins at once a paged incident where its service already fires (`_join_paged`);
+alert still held back joins at once a paged incident where its service already fires (`_join_paged`;
+after the incident's window only a critical or another episode of a check firing there, and with
+several candidates the one its check fires in or rooted at its service, `_home`);
 a warning above the root cause of an incident that has gone critical is one of its symptoms;
 windows judge an alert by when it began firing, not by when its hold ended; and an alert that clears
 within its hold on a service of a paged incident is recorded there (`_join_resolved`).
@@ -137,10 +139,12 @@ class GroupingMixin:
         if not route.topology or not alert.service or alert.service not in self.catalog.services:
             return None
         paged = [i for i in self._connected(route, alert, series.fired_at, now).values() if i.opened and any(
-            a.service == alert.service and a.status is AlertStatus.FIRING for a in i.alerts.values())]
+            a.service == alert.service and a.status is AlertStatus.FIRING for a in i.alerts.values()) and (
+            alert.severity is Severity.CRITICAL or self._accepts(i, route, series.fired_at)
+            or _same_check_fires(i, alert))]
         if not paged:
             return None
-        incident = min(paged, key=lambda i: (i.opened_at, i.id))
+        incident = _home(paged, alert)
         incident.record(now, "alert added", f"route:{route.name}",
                         f"matched route {route.name}; {alert.service} is part of this paged incident's failure, "
                         "so it joins without waiting for its hold", alert=alert.key, service=alert.service)
@@ -162,7 +166,7 @@ class GroupingMixin:
                  if i.opened and any(a.service == alert.service for a in i.alerts.values())]
         if not found:
             return
-        incident = min(found, key=lambda i: (i.opened_at, i.id))
+        incident = _home(found, alert)
         incident.record(now, "alert added", f"route:{route.name}",
                         f"resolved before its hold ended, on {alert.service}, which is part of this paged "
                         "incident's failure", alert=alert.key, service=alert.service)
@@ -329,7 +333,10 @@ class GroupingMixin:
         if route.pool is not None:
             return
         services = {a.service for a in incident.alerts.values() if a.service}  # confirmed alerts only
-        held = self._held_causes(incident, services, now)
+        # held causes steer the first page only: after it, a cause that is real is soon confirmed,
+        # and a held alert that turns out transient must not move a paged incident to another team
+        first_page = not incident.opened or incident.opened_at == now
+        held = self._held_causes(incident, services, now) if first_page else {}
         root = self.catalog.root_cause(services | set(held))
         pool = self.catalog.owner(root)
         if root != incident.root_cause:
@@ -394,6 +401,23 @@ HUB_DEPENDENTS = 4
 #: How much earlier than an alert an incident may have begun and still be caused by that alert's
 #: failure (detection and delivery delays differ between the cause and its symptoms)
 CAUSE_SLACK = 120.0
+
+
+def _home(incidents: list[Incident], alert: Alert) -> Incident:
+    """Of several paged incidents an alert could join, the one its own check fires in, else the one
+    rooted at its service, else one its service fires in (the leak an OOM kill belongs to, not a
+    concurrent outage around it), else the oldest."""
+    def fires_here(incident: Incident) -> bool:
+        return any(a.service == alert.service and a.status is AlertStatus.FIRING for a in incident.alerts.values())
+    return min(incidents, key=lambda i: (not _same_check_fires(i, alert), i.root_cause != alert.service,
+                                         not fires_here(i), i.opened_at, i.id))
+
+
+def _same_check_fires(incident: Incident, alert: Alert) -> bool:
+    """Does the incident hold a firing alert of the same check (alert name) on `alert`'s service?"""
+    name = alert.labels.get("alertname") or alert.summary
+    return any(a.service == alert.service and a.status is AlertStatus.FIRING
+               and (a.labels.get("alertname") or a.summary) == name for a in incident.alerts.values())
 
 
 def incident_services(incident: Incident) -> set[str]:

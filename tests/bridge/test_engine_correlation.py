@@ -423,3 +423,31 @@ def test_an_alert_muted_by_maintenance_is_not_recorded_in_a_paged_incident_when_
     (opened,) = [a for a in actions if a.kind is OPEN]
     incident = engine.get(opened.incident.id)
     assert incident is not None and [a.summary for a in incident.alerts.values()] == ["Slow"]
+
+
+@pytest.mark.parametrize(("name", "severity", "joined_at_once"), [
+    ("Slow", "warning", True),  # its own check already fires there: the same condition again
+    ("Errors", "critical", True),  # a critical on the incident's service escalates it
+    ("Latency", "warning", False),  # another warning after the window: held like any lone alert
+])
+def test_after_the_window_a_held_alert_joins_at_once_only_as_the_same_check_or_a_critical(
+        name: str, severity: str, joined_at_once: bool) -> None:
+    engine = engine_with(topology(min_firing_for=300, group_window="fixed", group_window_for=600), catalog=CATALOG)
+    engine.submit([alert("Slow", instance="api-a", service="api", severity="warning")], 0)
+    (opened,) = [a for a in engine.advance(300) if a.kind is OPEN]
+    engine.submit([alert(name, instance="api-b", service="api", severity=severity)], 1000)
+    incident = engine.get(opened.incident.id)
+    assert incident is not None
+    assert (len(incident.alerts) == 2) is joined_at_once
+
+
+def test_a_held_cause_steers_the_first_page_but_does_not_move_a_paged_incident() -> None:
+    """Once paged, an incident is not rerouted on a held alert (it may yet turn out transient)."""
+    engine = engine_with(topology(min_firing_for=60), catalog=CATALOG, latency={"late": 300})
+    engine.submit([alert("Errors", instance="api-a", service="api", source="prompt")], 0)
+    (opened,) = [a for a in engine.advance(60) if a.kind is OPEN]
+    assert opened.incident.pool == "team-api"
+    engine.submit([alert("Down", instance="db-1:9100", source="late")], 100)  # held until 400
+    engine.submit([alert("Latency", instance="api-b", service="api", source="prompt")], 110)
+    incident = engine.get(opened.incident.id)
+    assert incident is not None and incident.pool == "team-api" and incident.root_cause == "api"
