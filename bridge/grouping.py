@@ -54,7 +54,7 @@ class GroupingMixin:
 
     if TYPE_CHECKING:  # provided by Engine and HoldsMixin (stubs only for the type checker)
         def _schedule(self, due: float, kind: int, ref: str) -> None: ...
-        def _held_critical(self, service: str, since: float) -> str | None: ...
+        def _held_criticals(self, service: str, since: float) -> list[Alert]: ...
 
     def _live(self, incident_id_: str) -> Incident | None:
         """The incident, or the one it was merged into."""
@@ -366,18 +366,22 @@ class GroupingMixin:
             below.update(self.catalog.dependencies_closure(service))
         found: dict[str, str] = {}
         for service in sorted(below - services):
-            key = self._held_critical(service, since)
-            if key is None:
+            # a machine that runs service instances (a Kubernetes node) fails only those: its alert
+            # explains the incident only if one of them is failing here
+            held = [a for a in self._held_criticals(service, since)
+                    if not (on_host := set(self.catalog.host_services.get(a.resource or "", ())) - {service})
+                    or on_host & services]
+            if not held:
                 continue
             if self.catalog.dependents(service) >= HUB_DEPENDENTS:
                 # a shared dependency explains one failing service no better than that service does:
                 # it takes at least two failing services above it (confirmed here, or held critical)
                 above = {s for s in services if self.catalog.depends(s, service)}
                 above.update(s for s in list(self._held) if s not in above and self.catalog.depends(s, service)
-                             and self._held_critical(s, since) is not None)
+                             and self._held_criticals(s, since))
                 if len(above) < 2:
                     continue
-            found[service] = key
+            found[service] = held[0].key
         return found
 
     def _relink(self, incident: Incident) -> None:

@@ -122,22 +122,22 @@ class HoldsMixin:
             if series.alert.service:
                 self._held.setdefault(series.alert.service, set()).add(series.alert.identity)
 
-    def _held_critical(self, service: str, since: float) -> str | None:
-        """The key of a critical alert on `service` that fired since `since` and is held back by a
-        hold-down (not muted), if any; stale index entries are dropped on the way."""
+    def _held_criticals(self, service: str, since: float) -> list[Alert]:
+        """The critical alerts on `service` that fired since `since` and are held back by a hold-down
+        (not muted); stale index entries are dropped on the way."""
         identities = self._held.get(service)
         if not identities:
-            return None
-        found = None
+            return []
+        found = []
         for identity in sorted(identities):
             series = self.series.get(identity)
             if (series is None or series.hold_until is None or series.alert.status is not AlertStatus.FIRING
                     or series.alert.service != service):
                 identities.discard(identity)
                 continue
-            if (found is None and series.alert.severity is Severity.CRITICAL and series.fired_at >= since
+            if (series.alert.severity is Severity.CRITICAL and series.fired_at >= since
                     and series.held_reason in ("hold_down", "corroborated")):
-                found = series.alert.key
+                found.append(series.alert)
         if not identities:
             del self._held[service]
         return found

@@ -451,3 +451,23 @@ def test_a_held_cause_steers_the_first_page_but_does_not_move_a_paged_incident()
     engine.submit([alert("Latency", instance="api-b", service="api", source="prompt")], 110)
     incident = engine.get(opened.incident.id)
     assert incident is not None and incident.pool == "team-api" and incident.root_cause == "api"
+
+
+NODES = Catalog.build(CatalogSettings(services=[
+    ServiceEntry(name="k8s", owner="team-platform", criticality=1, hosts=["node-1", "node-2"]),
+    ServiceEntry(name="app0", owner="team-0", criticality=3, depends_on=["k8s"], hosts=["node-1"]),
+    *(ServiceEntry(name=f"app{i}", owner=f"team-{i}", criticality=3, depends_on=["k8s"], hosts=["node-2"])
+      for i in range(1, 4)),
+]))
+
+
+@pytest.mark.parametrize(("node", "root"), [("node-1", "k8s"), ("node-2", "app0")])
+def test_a_held_node_alert_explains_only_the_services_running_on_that_node(node: str, root: str) -> None:
+    """A node failing takes down the instances on it, not every service of the cluster: a held critical
+    on node-2 does not steer the page of an incident on app0, which runs on node-1."""
+    engine = engine_with(topology(min_firing_for=60), catalog=NODES, latency={"late": 300})
+    engine.submit([alert("Errors", instance="app0-a", service="app0", source="prompt")], 0)
+    engine.submit([alert("Errors", instance="app1-a", service="app1", source="late")], 2)
+    engine.submit([alert("NodeNotReady", instance=f"{node}:9100", source="late")], 5)
+    (opened,) = [a for a in engine.advance(60) if a.kind is OPEN]
+    assert opened.incident.root_cause == root
