@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from bridge.catalog import Catalog
 from bridge.escalation import EscalationMixin
 from bridge.grouping import GroupingMixin, incident_services
-from bridge.holds import HoldsMixin, condition_key
+from bridge.holds import HoldsMixin
 from bridge.incidents import Incident
 from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView, Recipient
 from bridge.muting import MutingMixin
@@ -272,7 +272,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
             elif prev.status is AlertStatus.FIRING and alert.starts_at > prev.starts_at:
                 # the resolve of a later episode than the one we saw fire: the sender (Alertmanager
                 # between two group_interval ticks) hid a resolve and a re-fire. Count that episode.
-                self._episodes.setdefault(condition_key(alert), []).append(now)
+                self._count_episode(alert, now)
         ctx = StageContext(now, prev)
         for stage in self.config.stages:
             verdict = stage.process(alert, ctx)
@@ -301,10 +301,7 @@ class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
                 # sender, between two group_interval ticks, hid its resolve): a new episode, which
                 # counts for flap detection and is held from its own start
                 series.fired_at = now
-                starts = self._episodes.setdefault(condition_key(alert), [])
-                starts.append(now)
-                if len(starts) > 32:
-                    del starts[:-32]
+                self._count_episode(alert, now)
                 self._route(series, now, touched)
                 return
         elif series.hold_until is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bridge.holds import check_name
 from bridge.incidents import Incident, incident_id
 from bridge.model import Alert, AlertStatus, IncidentStatus, Severity
 from bridge.routing import Route, select_routes
@@ -138,19 +139,15 @@ class GroupingMixin:
         alert = series.alert
         if not route.topology or not alert.service or alert.service not in self.catalog.services:
             return None
-        paged = [i for i in self._connected(route, alert, series.fired_at, now).values() if i.opened and any(
-            a.service == alert.service and a.status is AlertStatus.FIRING for a in i.alerts.values()) and (
-            alert.severity is Severity.CRITICAL or self._accepts(i, route, series.fired_at)
-            or _same_check_fires(i, alert))]
+        paged = [i for i in self._connected(route, alert, series.fired_at, now).values()
+                 if i.opened and _firing_on(i, alert.service) and (
+                     alert.severity is Severity.CRITICAL or self._accepts(i, route, series.fired_at)
+                     or _same_check_fires(i, alert))]
         if not paged:
             return None
-        incident = _home(paged, alert)
-        incident.record(now, "alert added", f"route:{route.name}",
-                        f"matched route {route.name}; {alert.service} is part of this paged incident's failure, "
-                        "so it joins without waiting for its hold", alert=alert.key, service=alert.service)
-        self._attach(incident, alert, route, now)
-        touched[incident.id] = incident
-        return incident
+        return self._join_home(paged, alert, route, now, touched,
+                               f"matched route {route.name}; {alert.service} is part of this paged incident's "
+                               "failure, so it joins without waiting for its hold")
 
     def _join_resolved(self, series: Any, now: float, touched: dict[str, Incident]) -> None:
         """A held alert resolved before its hold ended: it pages nobody, but if its service is part of
@@ -164,14 +161,19 @@ class GroupingMixin:
             return
         found = [i for i in self._connected(route, alert, series.fired_at, now).values()
                  if i.opened and any(a.service == alert.service for a in i.alerts.values())]
-        if not found:
-            return
-        incident = _home(found, alert)
-        incident.record(now, "alert added", f"route:{route.name}",
-                        f"resolved before its hold ended, on {alert.service}, which is part of this paged "
-                        "incident's failure", alert=alert.key, service=alert.service)
+        if found:
+            self._join_home(found, alert, route, now, touched,
+                            f"resolved before its hold ended, on {alert.service}, which is part of this paged "
+                            "incident's failure")
+
+    def _join_home(self, candidates: list[Incident], alert: Alert, route: Route, now: float,
+                   touched: dict[str, Incident], why: str) -> Incident:
+        """Attach `alert` to the best of `candidates` (`_home`), with `why` in its timeline."""
+        incident = _home(candidates, alert)
+        incident.record(now, "alert added", f"route:{route.name}", why, alert=alert.key, service=alert.service)
         self._attach(incident, alert, route, now)
         touched[incident.id] = incident
+        return incident
 
     def _merge(self, source: Incident, target: Incident, via: Alert, now: float) -> None:
         """Move every alert of `source` into `target`; `source` resolves as merged."""
@@ -213,8 +215,7 @@ class GroupingMixin:
         it), which links its dependents only once it fails critically itself (a noisy node would
         otherwise gather every concurrent problem above it). A warning above the root cause of an
         incident that has gone critical is a symptom of that outage and links too."""
-        critical_there = any(a.service == neighbour and a.severity is Severity.CRITICAL
-                             and a.status is AlertStatus.FIRING for a in incident.alerts.values())
+        critical_there = any(a.severity is Severity.CRITICAL for a in _firing_on(incident, neighbour))
         if self.catalog.dependents(neighbour) >= HUB_DEPENDENTS:
             return critical_there
         if critical_there or alert.severity is Severity.CRITICAL:
@@ -243,8 +244,7 @@ class GroupingMixin:
     def _still_fires(incident: Incident, alert: Alert) -> bool:
         """Does the incident hold a firing alert on `alert`'s service, at its severity or a lower one?"""
         rank = _SEVERITY_RANK.get(alert.severity, 0)
-        return any(a.service == alert.service and a.status is AlertStatus.FIRING
-                   and _SEVERITY_RANK.get(a.severity, 0) <= rank for a in incident.alerts.values())
+        return any(_SEVERITY_RANK.get(a.severity, 0) <= rank for a in _firing_on(incident, alert.service))
 
     @staticmethod
     def _service_active(incident: Incident, service: str, now: float, window: float) -> bool:
@@ -411,17 +411,19 @@ def _home(incidents: list[Incident], alert: Alert) -> Incident:
     """Of several paged incidents an alert could join, the one its own check fires in, else the one
     rooted at its service, else one its service fires in (the leak an OOM kill belongs to, not a
     concurrent outage around it), else the oldest."""
-    def fires_here(incident: Incident) -> bool:
-        return any(a.service == alert.service and a.status is AlertStatus.FIRING for a in incident.alerts.values())
     return min(incidents, key=lambda i: (not _same_check_fires(i, alert), i.root_cause != alert.service,
-                                         not fires_here(i), i.opened_at, i.id))
+                                         not _firing_on(i, alert.service), i.opened_at, i.id))
+
+
+def _firing_on(incident: Incident, service: str | None) -> list[Alert]:
+    """The incident's firing alerts on `service`."""
+    return [a for a in incident.alerts.values() if a.service == service and a.status is AlertStatus.FIRING]
 
 
 def _same_check_fires(incident: Incident, alert: Alert) -> bool:
-    """Does the incident hold a firing alert of the same check (alert name) on `alert`'s service?"""
-    name = alert.labels.get("alertname") or alert.summary
-    return any(a.service == alert.service and a.status is AlertStatus.FIRING
-               and (a.labels.get("alertname") or a.summary) == name for a in incident.alerts.values())
+    """Does the incident hold a firing alert of the same check on `alert`'s service?"""
+    name = check_name(alert)
+    return any(check_name(a) == name for a in _firing_on(incident, alert.service))
 
 
 def incident_services(incident: Incident) -> set[str]:

@@ -16,7 +16,7 @@ from bridge.routing import Route, select_routes
 if TYPE_CHECKING:
     from bridge.engine import EngineConfig, _Series
 
-__all__ = ["HoldsMixin", "condition_key"]
+__all__ = ["HoldsMixin", "check_name", "condition_key"]
 
 from bridge.timers import HOLD as _HOLD
 
@@ -114,6 +114,13 @@ class HoldsMixin:
                 if early < other.hold_until:
                     self._hold(other, early, "corroborated")
 
+    def _count_episode(self, alert: Alert, now: float) -> None:
+        """A firing episode of the alert's condition began (flap detection keeps the last 32)."""
+        starts = self._episodes.setdefault(condition_key(alert), [])
+        starts.append(now)
+        if len(starts) > 32:
+            del starts[:-32]
+
     def _hold(self, series: _Series, until: float, reason: str) -> None:
         if series.hold_until is None or until != series.hold_until:
             series.hold_until = until
@@ -191,6 +198,9 @@ def condition_key(alert: Alert) -> str:
     Some tools give every re-trigger a new id (a new dedup key, a new fingerprint): the condition is
     what stays the same, the alert's name (or class) on its service and resource.
     """
-    labels = alert.labels
-    name = labels.get("alertname") or labels.get("class") or alert.summary
-    return f"{alert.source}|{name}|{alert.service or ''}|{alert.resource or ''}"
+    return f"{alert.source}|{check_name(alert)}|{alert.service or ''}|{alert.resource or ''}"
+
+
+def check_name(alert: Alert) -> str:
+    """The name of the check that raised the alert: its alert name, else class, else summary."""
+    return alert.labels.get("alertname") or alert.labels.get("class") or alert.summary
