@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from bridge.catalog import Catalog
 from bridge.escalation import EscalationMixin
-from bridge.grouping import GroupingMixin, incident_services
+from bridge.grouping import incident_services
 from bridge.holds import HoldsMixin
 from bridge.incidents import Incident
 from bridge.model import Action, ActionKind, Alert, AlertStatus, IncidentStatus, IncidentView, Recipient
@@ -43,6 +43,7 @@ from bridge.timers import GROUP_WAIT as _GROUP_WAIT
 from bridge.timers import HOLD as _HOLD
 from bridge.timers import SETTLE as _SETTLE
 from bridge.timers import SLA as _SLA
+from bridge.topology import TopologyMixin
 
 if TYPE_CHECKING:
     from correlators.mute import Muter
@@ -124,7 +125,7 @@ class EngineStats:
         return total
 
 
-class Engine(GroupingMixin, HoldsMixin, MutingMixin, EscalationMixin):
+class Engine(TopologyMixin, HoldsMixin, MutingMixin, EscalationMixin):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.series: dict[str, _Series] = {}
