@@ -28,8 +28,9 @@ from bridge.timers import ESCALATE as _ESCALATE
 from bridge.timers import SLA as _SLA
 
 if TYPE_CHECKING:
-    from bridge.engine import EngineConfig, EngineStats
+    from bridge.engine import EngineConfig
     from bridge.routing import Route
+    from bridge.stats import EngineStats
 
 __all__ = ["REPEAT_WINDOW", "EscalationMixin"]
 

@@ -16,8 +16,9 @@ from prometheus_client import Counter as PCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from bridge.engine import Engine, EngineStats
+from bridge.engine import Engine
 from bridge.model import IncidentStatus
+from bridge.stats import EngineStats
 
 __all__ = ["Metrics"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from bridge.engine import Engine, EngineConfig, EngineStats
+from bridge.engine import Engine, EngineConfig
 from bridge.metrics import Metrics
+from bridge.stats import EngineStats
 from correlators.dedup import DedupStage
 from tests.bridge.conftest import alert, policy, route
 
