@@ -1,4 +1,4 @@
-"""The `alertbridge oncall` and `alertbridge report` commands, through `bridge.cli.main`."""
+"""The `alertbridge oncall` and `alertbridge report` commands (bridge/cli_pools.py), through `bridge.cli.main`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-import bridge.cli
+import bridge.cli_pools
 import bridge.log
 from bridge.cli import main
 from bridge.ingest import ENTRY_ACK, ENTRY_WEBHOOK
@@ -172,7 +172,7 @@ def test_oncall_pool_without_policy(config: Path, capsys: pytest.CaptureFixture[
 def test_oncall_now(config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                     argv: list[str]) -> None:
     """`oncall NOW POOL` (and `oncall POOL`) answers for the current time, as `--at` with that time does."""
-    monkeypatch.setattr(bridge.cli, "time", types.SimpleNamespace(time=lambda: T + 0.5))
+    monkeypatch.setattr(bridge.cli_pools, "time", types.SimpleNamespace(time=lambda: T + 0.5))
     expected = oncall(capsys, "db", "--at", str(T + 0.5), "--config", str(config))
     assert oncall(capsys, *argv, "--config", str(config)) == expected
     assert expected[1][1] == "schedule db-primary at 2026-11-23 11:00 CET"
